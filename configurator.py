@@ -1,0 +1,132 @@
+"""Settings for scripts, nanoGPT style: `python train.py config/some_file.py --key=value ...`.
+
+A script's settings are its module-level globals with simple values (numbers, strings, bools).
+Config files are applied first, in order, then --key=value overrides. Unlike nanoGPT, every
+name is checked: an unknown key names the closest valid one, and a value of the wrong type
+says which type was expected. The trailing comment on each setting's line is its help text.
+
+Config files are ordinary Python, executed with the permissions of the user who runs the
+script: only use config files you trust, as you would any script.
+"""
+
+import ast
+import difflib
+import io
+import sys
+import tokenize
+from pathlib import Path
+
+from helpers.errors import UserError
+
+SETTING_TYPES = (bool, int, float, str)
+
+
+class ConfigError(UserError):
+    """A config file or --key=value that cannot be applied."""
+
+
+def settings_of(namespace: dict) -> dict:
+    """The names in a script's globals that are settings: lower-case, public, of a simple type
+    (UPPER_CASE names are the script's constants)."""
+    return {
+        k: v for k, v in namespace.items()
+        if not k.startswith("_") and not k.isupper() and type(v) in SETTING_TYPES
+    }
+
+
+def check_type(key: str, value, default):
+    """`value` if it has the default's type (an int is accepted where a float is expected)."""
+    if isinstance(default, float) and type(value) is int:
+        return float(value)
+    if type(value) is not type(default):
+        raise ConfigError(
+            f"{key} must be {type(default).__name__} (like the default {default!r}), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def unknown_key_error(key: str, known) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"unknown config key {key!r}; {hint}(--help lists every key)")
+
+
+def parse_value(key: str, text: str, default):
+    """A command-line value: a Python literal, except that a string setting takes the raw text
+    (so --dataset=shakespeare_char needs no quotes)."""
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(
+            f"--{key}={text} is not a valid {type(default).__name__} (default: {default!r})"
+        ) from None
+    return check_type(key, value, default)
+
+
+def apply_config_file(path: str, settings: dict) -> dict:
+    """The settings a config file assigns, checked against the known ones."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} does not exist (arguments that set keys look like --key=value)")
+    assigned: dict = {}
+    try:
+        exec(compile(file.read_text(), str(file), "exec"), {}, assigned)
+    except Exception as error:
+        raise ConfigError(f"config file {path} failed: {type(error).__name__}: {error}") from None
+    updates = {}
+    for key, value in settings_of(assigned).items():
+        if key not in settings:
+            raise unknown_key_error(key, settings)
+        updates[key] = check_type(key, value, settings[key])
+    return updates
+
+
+def descriptions(script: str) -> dict:
+    """Help text for each setting: the comment at the end of the line that assigns it."""
+    text = Path(script).read_text()
+    comments = {
+        tok.start[0]: tok.string.lstrip("# ").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+        if tok.type == tokenize.COMMENT
+    }
+    found = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            found[node.targets[0].id] = comments.get(node.lineno, "")
+    return found
+
+
+def help_text(settings: dict, script: str) -> str:
+    meanings = descriptions(script)
+    width = max(len(k) for k in settings)
+    lines = [f"usage: python {Path(script).name} [config_file.py ...] [--key=value ...]", ""]
+    lines += [f"  --{k:<{width}} = {v!r:<22} {meanings.get(k, '')}" for k, v in settings.items()]
+    return "\n".join(lines)
+
+
+def configure(namespace: dict, argv: list[str] | None = None) -> dict:
+    """Apply config files and --key=value arguments to a script's globals, in place.
+
+    Returns the resulting settings (for logging and checkpoints). `--help` prints every
+    setting with its default and meaning, then exits.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    settings = settings_of(namespace)
+    if "--help" in argv or "-h" in argv:
+        print(help_text(settings, namespace["__file__"]))
+        sys.exit(0)
+    for arg in argv:
+        if not arg.startswith("--"):
+            settings.update(apply_config_file(arg, settings))
+            continue
+        key, eq, text = arg[2:].partition("=")
+        if not eq:
+            raise ConfigError(f"{arg} has no value: write --{key}=VALUE")
+        if key not in settings:
+            raise unknown_key_error(key, settings)
+        settings[key] = parse_value(key, text, settings[key])
+    namespace.update(settings)
+    return settings

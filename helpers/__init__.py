@@ -1,0 +1,1 @@
+"""What the scripts (train.py, sample.py, data/*/prepare.py) share, one job per module."""

@@ -1,0 +1,84 @@
+"""Token files on disk (train.bin, val.bin, meta.json) and the batches drawn from them.
+
+A .bin file is a flat array of token ids: uint16 while every id fits, uint32 beyond. It is read
+through np.memmap, so a corpus larger than memory costs only the pages a batch touches.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from helpers.errors import UserError
+from helpers.tokenizer import CharTokenizer
+
+
+def token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= 65535 else np.uint32
+
+
+def write_tokens(path: Path, ids: np.ndarray, vocab_size: int) -> None:
+    np.asarray(ids, dtype=token_dtype(vocab_size)).tofile(path)
+
+
+def write_meta(data_dir: Path, meta: dict) -> None:
+    """meta.json says how to read the bins (vocab_size) and how to turn ids back into text."""
+    (data_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def read_meta(data_dir: Path) -> dict:
+    path = Path(data_dir) / "meta.json"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run the dataset's prepare.py first")
+    return json.loads(path.read_text())
+
+
+def open_split(data_dir: Path, split: str, block_size: int) -> np.memmap:
+    """The tokens of one split (train or val), memory-mapped, checked to hold one full example."""
+    path = Path(data_dir) / f"{split}.bin"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run python {Path(data_dir) / 'prepare.py'} first")
+    meta = read_meta(data_dir)
+    tokens = np.memmap(path, dtype=token_dtype(meta["vocab_size"]), mode="r")
+    if len(tokens) < block_size + 1:
+        raise UserError(
+            f"{path} holds {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}: "
+            "use a smaller --block_size or more data"
+        )
+    return tokens
+
+
+def batch_rng(seed: int, stream: int, step: int) -> np.random.Generator:
+    """A generator fixed by (seed, stream, step): no state to carry, so a resumed run draws
+    exactly the batches an uninterrupted one would."""
+    return np.random.default_rng((seed, stream, step))
+
+
+def get_batch(
+    tokens: np.ndarray, shape: tuple[int, ...], block_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random windows of block_size + 1 tokens, as inputs x and next-token targets y.
+
+    One fancy index gathers every window at once (no Python loop over rows); ids come back as
+    int32, the width JAX uses for indices without 64-bit mode.
+    """
+    starts = rng.integers(0, len(tokens) - block_size, size=shape)
+    windows = tokens[starts[..., None] + np.arange(block_size + 1)].astype(np.int32)
+    return windows[..., :-1], windows[..., 1:]
+
+
+def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1) -> dict:
+    """A character-level dataset: the first 90% of the text to train.bin, the rest to val.bin
+    (nanoGPT's split), and the vocabulary to meta.json. Returns the meta."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = CharTokenizer.from_text(text)
+    ids = np.array(tokenizer.encode(text))
+    cut = int(len(ids) * (1 - val_fraction))
+    write_tokens(out_dir / "train.bin", ids[:cut], tokenizer.vocab_size)
+    write_tokens(out_dir / "val.bin", ids[cut:], tokenizer.vocab_size)
+    meta = tokenizer.meta()
+    write_meta(out_dir, meta)
+    print(f"{len(text):,} characters, vocab {tokenizer.vocab_size}: "
+          f"{cut:,} train and {len(ids) - cut:,} val tokens in {out_dir}")
+    return meta

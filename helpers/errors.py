@@ -1,0 +1,25 @@
+"""Mistakes a user can fix, and how scripts report them: one line, no traceback, non-zero exit."""
+
+import functools
+import sys
+
+
+class UserError(Exception):
+    """Something the user asked for cannot work; the message says what and how to fix it."""
+
+
+def report_user_errors(main):
+    """Run a script's main(); a UserError becomes `error: <message>` on stderr and exit code 2.
+
+    Anything else is a bug in this repository, so it keeps its full traceback.
+    """
+
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return guarded

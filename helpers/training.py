@@ -1,0 +1,95 @@
+"""The compiled pieces of training: the loss, one optimizer step, and evaluation."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from model import GPT, GPTConfig
+
+
+def init_state(config: GPTConfig, optimizer: optax.GradientTransformation, seed: int) -> dict:
+    """Everything a training run carries from step to step, as a checkpoint stores it."""
+    model_key, dropout_key = jax.random.split(jax.random.key(seed))
+    model = GPT(config, key=model_key)
+    return {
+        "model": model,
+        "opt_state": optimizer.init(eqx.filter(model, eqx.is_array)),
+        # Key data (two uint32s), since typed PRNG keys do not serialise.
+        "dropout_key": jax.random.key_data(dropout_key),
+        # Batches are a pure function of (data_seed, iteration): this is the sampler's state.
+        "data_seed": jnp.array(seed, jnp.uint32),
+    }
+
+
+def cast_floats(model: GPT, dtype) -> GPT:
+    """A copy of `model` whose float arrays are `dtype`: the compute copy for mixed precision.
+
+    Parameters stay fp32 in the optimizer; gradients flow back through this cast to them.
+    """
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, model
+    )
+
+
+def loss_fn(
+    model: GPT,
+    x: Int[Array, "B T"],
+    y: Int[Array, "B T"],
+    key: PRNGKeyArray | None,
+    compute_dtype=jnp.float32,
+) -> Float[Array, ""]:
+    """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype."""
+    model = cast_floats(model, compute_dtype)
+    # The model takes one sequence; vmap maps it over the batch, with one dropout key per row.
+    if key is None:
+        logits = jax.vmap(model)(x)
+    else:
+        keys = jax.random.split(key, x.shape[0])
+        logits = jax.vmap(lambda idx, k: model(idx, key=k))(x, keys)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+# donate="all" lets XLA write the new model and optimizer state into the old ones' memory.
+@eqx.filter_jit(donate="all")
+def make_step(
+    model: GPT,
+    opt_state: optax.OptState,
+    x: Int[Array, "A B T"],
+    y: Int[Array, "A B T"],
+    key: PRNGKeyArray,
+    optimizer: optax.GradientTransformation,
+    compute_dtype=jnp.float32,
+) -> tuple[GPT, optax.OptState, Float[Array, ""]]:
+    """One optimizer update from A micro-batches of B sequences (gradient accumulation).
+
+    The micro-batches run inside this one compiled function (a scan that sums gradients), so
+    the host dispatches once per update however large A is.
+    """
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def micro_step(grad_sum, batch):
+        xb, yb, kb = batch
+        # filter_value_and_grad differentiates with respect to the model's float arrays only.
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(
+            eqx.combine(params, static), xb, yb, kb, compute_dtype
+        )
+        return jax.tree.map(jnp.add, grad_sum, grads), loss
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    keys = jax.random.split(key, x.shape[0])
+    grad_sum, losses = jax.lax.scan(micro_step, zeros, (x, y, keys))
+    grads = jax.tree.map(lambda g: g / x.shape[0], grad_sum)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return eqx.apply_updates(model, updates), opt_state, losses.mean()
+
+
+@eqx.filter_jit
+def eval_loss(
+    model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32
+) -> Float[Array, ""]:
+    """Mean loss over N batches with dropout off (inference mode), one batch at a time."""
+    model = eqx.nn.inference_mode(model)
+    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype), (x, y))
+    return losses.mean()

@@ -1,0 +1,221 @@
+"""Train a GPT.
+
+    python train.py config/train_shakespeare_char.py --max_iters=2000 --dropout=0.0
+
+Settings are the globals below, overridden by config files and then by --key=value arguments
+(`python train.py --help` lists them). Checkpoints go to out_dir/ckpt.eqx; init_from=resume
+continues from there exactly as if training had never stopped.
+"""
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from configurator import configure
+from helpers import checkpoint
+from helpers.data import batch_rng, get_batch, open_split, read_meta
+from helpers.errors import UserError, report_user_errors
+from helpers.flops import device_peak_flops, flops_per_token
+from helpers.optim import optimizer_from_settings
+from helpers.training import eval_loss, init_state, make_step
+from model import GPTConfig
+
+# -----------------------------------------------------------------------------------------------
+# I/O
+out_dir = "out"  # where ckpt.eqx and log.jsonl are written
+eval_interval = 2000  # evaluate every this many iterations (and at the last one)
+log_interval = 1  # print a log line every this many iterations
+eval_iters = 200  # batches per split in each evaluation
+eval_only = False  # evaluate once, then exit
+always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
+init_from = "scratch"  # scratch: a new model; resume: continue from out_dir/ckpt.eqx
+# wandb logging (the API key comes from the environment, WANDB_API_KEY, never from here)
+wandb_log = False  # log metrics to Weights & Biases (pip install wandb)
+wandb_project = "nanojaxgpt"  # wandb project name
+wandb_run_name = "gpt"  # wandb run name
+# data
+dataset = "python_docs_char"  # a folder under data/, or a path to one: train.bin, val.bin, meta.json
+gradient_accumulation_steps = 1  # micro-batches per optimizer step
+batch_size = 12  # sequences per micro-batch
+block_size = 1024  # tokens per sequence
+# model
+n_layer = 12  # transformer blocks
+n_head = 12  # attention heads per block
+n_embd = 768  # width of the residual stream
+dropout = 0.0  # dropout probability; 0.0 for pretraining, 0.1+ for finetuning
+bias = False  # biases in Linear layers and LayerNorms
+mlp = "swiglu"  # feed-forward layer: swiglu or gelu
+# AdamW optimizer
+learning_rate = 6e-4  # peak learning rate
+max_iters = 600000  # optimizer steps in total
+weight_decay = 1e-1  # AdamW weight decay, on weight matrices and embeddings only
+beta1 = 0.9  # AdamW beta1
+beta2 = 0.95  # AdamW beta2
+grad_clip = 1.0  # clip gradients to this global norm; 0.0 turns clipping off
+# learning-rate schedule
+decay_lr = True  # warm up then cosine-decay the learning rate; False keeps it constant
+warmup_iters = 2000  # iterations of linear warmup
+lr_decay_iters = 600000  # iteration at which the cosine reaches min_lr (about max_iters)
+min_lr = 6e-5  # final learning rate (about learning_rate / 10)
+# system
+dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
+seed = 1337  # seeds the model init, dropout and the order of batches
+peak_flops = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
+# -----------------------------------------------------------------------------------------------
+
+TRAIN_STREAM, VAL_STREAM = 0, 1  # batch_rng streams: train and val never share a batch
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def dataset_dir(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_dir() else Path(__file__).parent / "data" / name
+
+
+def check_settings(settings: dict) -> None:
+    """Mistakes that would otherwise surface as a shape error deep inside JAX."""
+    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "eval_iters",
+                "eval_interval", "log_interval"):
+        if settings[key] <= 0:
+            raise UserError(f"{key} must be positive, got {settings[key]}")
+    if settings["max_iters"] < 0:
+        raise UserError(f"max_iters must be >= 0, got {settings['max_iters']}")
+    if settings["learning_rate"] <= 0:
+        raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
+    if settings["dtype"] not in COMPUTE_DTYPES:
+        raise UserError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {settings['dtype']!r}")
+    if settings["init_from"] not in ("scratch", "resume"):
+        raise UserError(f"init_from must be scratch or resume, got {settings['init_from']!r}")
+
+
+def model_config(settings: dict, vocab_size: int) -> GPTConfig:
+    try:
+        return GPTConfig(
+            block_size=settings["block_size"], vocab_size=vocab_size, n_layer=settings["n_layer"],
+            n_head=settings["n_head"], n_embd=settings["n_embd"], dropout=settings["dropout"],
+            bias=settings["bias"], mlp=settings["mlp"],
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def append_log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+@report_user_errors
+def main():
+    settings = configure(globals())
+    check_settings(settings)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out / "ckpt.eqx", out / "log.jsonl"
+
+    data_dir = dataset_dir(dataset)
+    meta = read_meta(data_dir)
+    header = checkpoint.read_header(ckpt_path) if init_from == "resume" else None
+    # A resumed run keeps the checkpoint's model; the rest of the settings are this run's.
+    config = GPTConfig(**header["model_config"]) if header else model_config(settings, meta["vocab_size"])
+    if config.vocab_size != meta["vocab_size"]:
+        raise UserError(f"{ckpt_path} has vocab_size {config.vocab_size} but {data_dir} has "
+                        f"{meta['vocab_size']}: resume on the dataset it was trained on")
+    train_tokens = open_split(data_dir, "train", config.block_size)
+    val_tokens = open_split(data_dir, "val", config.block_size)
+
+    optimizer, schedule = optimizer_from_settings(settings)
+    compute_dtype = COMPUTE_DTYPES[dtype]
+
+    if header:
+        # filter_eval_shape builds the state's shapes without computing anything.
+        state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, seed))
+        iter_num, best_val_loss = header["iter_num"], header["best_val_loss"]
+        print(f"resuming from {ckpt_path} at iteration {iter_num}")
+    else:
+        state = init_state(config, optimizer, seed)
+        iter_num, best_val_loss = 0, math.inf
+    model, opt_state = state["model"], state["opt_state"]
+    dropout_key = jax.random.wrap_key_data(state["dropout_key"])
+    data_seed = int(state["data_seed"])
+
+    n_params = model.get_num_params()
+    tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size
+    flops_per_iter = flops_per_token(config, n_params) * tokens_per_iter
+    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
+    print(f"{n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per "
+          f"iteration; MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
+
+    if wandb_log:
+        import wandb
+
+        wandb.init(project=wandb_project, name=wandb_run_name, config=settings)
+
+    def estimate_loss() -> dict:
+        losses = {}
+        for split, tokens, stream in (("train", train_tokens, TRAIN_STREAM), ("val", val_tokens, VAL_STREAM)):
+            # Stream 2 + 2*stream keeps eval batches apart from the training batches.
+            rng = batch_rng(data_seed, 2 + stream, iter_num)
+            x, y = get_batch(tokens, (eval_iters, batch_size), config.block_size, rng)
+            losses[split] = float(eval_loss(model, x, y, compute_dtype))
+        return losses
+
+    def evaluate_and_save():
+        nonlocal best_val_loss
+        losses = estimate_loss()
+        print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+        if wandb_log:
+            wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]})
+        improved = losses["val"] < best_val_loss
+        best_val_loss = min(best_val_loss, losses["val"])
+        if iter_num > 0 and (improved or always_save_checkpoint):
+            checkpoint.save(ckpt_path, {
+                "iter_num": iter_num, "best_val_loss": best_val_loss,
+                "model_config": asdict(config), "settings": settings,
+            }, {"model": model, "opt_state": opt_state,
+                "dropout_key": jax.random.key_data(dropout_key), "data_seed": jnp.array(data_seed, jnp.uint32)})
+
+    if iter_num == 0 or eval_only:
+        evaluate_and_save()
+    if eval_only:
+        return
+
+    last_log_time, last_log_iter = time.perf_counter(), iter_num
+    while iter_num < max_iters:
+        rng = batch_rng(data_seed, TRAIN_STREAM, iter_num)
+        x, y = get_batch(train_tokens, (gradient_accumulation_steps, batch_size), config.block_size, rng)
+        step_key = jax.random.fold_in(dropout_key, iter_num)
+        # Dispatch is asynchronous: this returns at once, and the loop goes on to draw the next
+        # batch while the device computes. Only float(loss) below makes the host wait.
+        model, opt_state, loss = make_step(model, opt_state, x, y, step_key, optimizer, compute_dtype)
+        iter_num += 1
+
+        if iter_num % log_interval == 0 or iter_num == max_iters:
+            loss = float(loss)
+            now = time.perf_counter()
+            seconds_per_iter = (now - last_log_time) / (iter_num - last_log_iter)
+            last_log_time, last_log_iter = now, iter_num
+            record = {
+                "iter": iter_num, "loss": loss, "lr": float(schedule(iter_num - 1)),
+                "ms_per_iter": 1000 * seconds_per_iter, "tokens_per_s": tokens_per_iter / seconds_per_iter,
+                "mfu": flops_per_iter / seconds_per_iter / peak,
+            }
+            print(f"iter {iter_num}: loss {loss:.4f}, lr {record['lr']:.2e}, "
+                  f"{record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tokens/s, "
+                  f"MFU {record['mfu']:.1%}")
+            append_log(log_path, record)
+        if iter_num % eval_interval == 0 or iter_num == max_iters:
+            evaluate_and_save()
+            last_log_time = time.perf_counter()  # evaluation time is not training time
+
+
+if __name__ == "__main__":
+    main()
