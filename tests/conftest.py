@@ -1,0 +1,38 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+sys.path.insert(0, str(ROOT))
+
+from helpers.data import write_char_dataset  # noqa: E402
+
+
+def corpus_text() -> str:
+    """Real Tiny Shakespeare where ../shared exists (as in CI); a made-up text elsewhere."""
+    if SHARED_SHAKESPEARE.exists():
+        return SHARED_SHAKESPEARE.read_text()[:200_000]
+    words = "the cat sat on a mat and the dog ran to the old red barn in the rain".split()
+    return " ".join(words[(i * 7) % len(words)] for i in range(30_000)) + "\n"
+
+
+@pytest.fixture(scope="session")
+def char_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "chars"
+    write_char_dataset(corpus_text(), out)
+    return out
+
+
+def run_script(*args, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
+        "--eval_iters=2", "--log_interval=1", "--learning_rate=3e-3", "--warmup_iters=2",
+        "--lr_decay_iters=20", "--min_lr=3e-4"]

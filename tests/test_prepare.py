@@ -1,0 +1,26 @@
+import json
+
+import numpy as np
+
+from conftest import SHARED_SHAKESPEARE, corpus_text, run_script
+
+
+def test_shakespeare_char_from_a_local_file(tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_text(SHARED_SHAKESPEARE.read_text() if SHARED_SHAKESPEARE.exists() else corpus_text())
+    run_script("data/shakespeare_char/prepare.py", f"--input={source}", f"--out_dir={tmp_path}")
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    train = np.fromfile(tmp_path / "train.bin", np.uint16)
+    val = np.fromfile(tmp_path / "val.bin", np.uint16)
+    assert len(train) == int(0.9 * (len(train) + len(val)))
+    if SHARED_SHAKESPEARE.exists():  # the real corpus gives nanoGPT's numbers
+        assert meta["vocab_size"] == 65 and (len(train), len(val)) == (1_003_854, 111_540)
+
+
+def test_python_docs_corpus_needs_no_download_and_is_deterministic(tmp_path):
+    for run in ("a", "b"):
+        run_script("data/python_docs_char/prepare.py", f"--out_dir={tmp_path / run}")
+    a, b = (tmp_path / "a" / "train.bin").read_bytes(), (tmp_path / "b" / "train.bin").read_bytes()
+    assert a == b and len(a) > 2 * 1_000_000  # over a million uint16 tokens
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["vocab_size"] <= 96

@@ -1,0 +1,85 @@
+import json
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from conftest import TINY, run_script
+from helpers import checkpoint
+from helpers.optim import optimizer_from_settings
+from helpers.training import init_state
+from model import GPTConfig
+
+
+def train(out_dir, dataset, *extra, check=True):
+    return run_script("train.py", f"--dataset={dataset}", f"--out_dir={out_dir}", *TINY, *extra, check=check)
+
+
+def losses(out_dir):
+    records = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    return {r["iter"]: r["loss"] for r in records if "loss" in r}, records
+
+
+def load_params(out_dir):
+    path = out_dir / "ckpt.eqx"
+    header = checkpoint.read_header(path)
+    optimizer, _ = optimizer_from_settings(header["settings"])
+    like = eqx.filter_eval_shape(init_state, GPTConfig(**header["model_config"]), optimizer, 0)
+    return header, checkpoint.load(path, like)
+
+
+def test_short_run_learns_and_logs(tmp_path, char_dataset):
+    out = tmp_path / "run"
+    result = train(out, char_dataset, "--max_iters=30", "--eval_interval=30", "--dropout=0.2")
+    by_iter, records = losses(out)
+    evals = [r for r in records if "val_loss" in r]
+    assert evals[0]["iter"] == 0 and evals[-1]["iter"] == 30
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5
+    assert "tokens/s" in result.stdout and "MFU" in result.stdout
+    assert {"ms_per_iter", "tokens_per_s", "mfu", "lr"} <= set(records[1])
+
+
+def test_resume_is_exact(tmp_path, char_dataset):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--eval_interval=3", "--always_save_checkpoint=True", "--dropout=0.1",
+              "--gradient_accumulation_steps=2"]
+    train(straight, char_dataset, "--max_iters=6", *common)
+    train(split, char_dataset, "--max_iters=3", *common)
+    train(split, char_dataset, "--max_iters=6", "--init_from=resume", *common)
+    straight_losses, _ = losses(straight)
+    split_losses, _ = losses(split)
+    assert sorted(split_losses) == list(range(1, 7))
+    assert split_losses == straight_losses
+    header_a, state_a = load_params(straight)
+    header_b, state_b = load_params(split)
+    assert header_a["iter_num"] == header_b["iter_num"] == 6
+    for x, y in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
+    out = tmp_path / "run"
+    train(out, char_dataset, "--max_iters=2", "--eval_interval=2")
+    data = (out / "ckpt.eqx").read_bytes()
+    (out / "ckpt.eqx").write_bytes(data[: len(data) // 2])
+    result = train(out, char_dataset, "--max_iters=4", "--init_from=resume", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "truncated or corrupt" in result.stderr
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--lerning_rate=1", "did you mean 'learning_rate'"),
+    ("--batch_size=0", "batch_size must be positive"),
+    ("--n_embd=33", "not divisible by n_head"),
+    ("--dtype=float64", "dtype must be one of"),
+])
+def test_user_mistakes_are_one_line(tmp_path, char_dataset, arg, message):
+    result = train(tmp_path / "run", char_dataset, "--max_iters=1", arg, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_missing_dataset_is_clear(tmp_path):
+    result = train(tmp_path / "run", tmp_path / "nowhere", "--max_iters=1", check=False)
+    assert result.returncode == 2 and "run the dataset's prepare.py" in result.stderr
