@@ -15,8 +15,8 @@ n_embd = 128
 dropout = 0.0
 
 learning_rate = 1e-3
-max_iters = 1500
-lr_decay_iters = 1500
+max_iters = 2500
+lr_decay_iters = 2500
 min_lr = 1e-4
 beta2 = 0.99
 warmup_iters = 100
