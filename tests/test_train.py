@@ -35,7 +35,7 @@ def test_short_run_learns_and_logs(tmp_path, char_dataset):
     by_iter, records = losses(out)
     evals = [r for r in records if "val_loss" in r]
     assert evals[0]["iter"] == 0 and evals[-1]["iter"] == 30
-    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5
+    assert evals[-1]["val_loss"] < 0.85 * evals[0]["val_loss"]
     assert "tokens/s" in result.stdout and "MFU" in result.stdout
     assert {"ms_per_iter", "tokens_per_s", "mfu", "lr"} <= set(records[1])
 
