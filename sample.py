@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from configurator import configure
 from helpers import checkpoint
-from helpers.data import read_meta
+from helpers.data import dataset_dir, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.optim import optimizer_from_settings
 from helpers.tokenizer import tokenizer_from_meta
@@ -93,10 +93,7 @@ def main():
     if top_k < 0:
         raise UserError(f"top_k must be 0 (off) or positive, got {top_k}")
     model, header = load_model(Path(out_dir))
-    data_dir = Path(header["settings"]["dataset"])
-    if not data_dir.is_dir():
-        data_dir = Path(__file__).parent / "data" / header["settings"]["dataset"]
-    tokenizer = tokenizer_from_meta(read_meta(data_dir))
+    tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
 
     text = start
     if text.startswith("FILE:"):

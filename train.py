@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from configurator import configure
 from helpers import checkpoint
-from helpers.data import batch_rng, get_batch, open_split, read_meta
+from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.optim import optimizer_from_settings
@@ -71,11 +71,6 @@ peak_flops = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
 
 TRAIN_STREAM, VAL_STREAM = 0, 1  # batch_rng streams: train and val never share a batch
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def dataset_dir(name: str) -> Path:
-    path = Path(name)
-    return path if path.is_dir() else Path(__file__).parent / "data" / name
 
 
 def check_settings(settings: dict) -> None:

@@ -13,6 +13,12 @@ from helpers.errors import UserError
 from helpers.tokenizer import CharTokenizer
 
 
+def dataset_dir(name: str) -> Path:
+    """A dataset setting is a folder under data/ (shakespeare_char) or a path to a folder."""
+    path = Path(name)
+    return path if path.is_dir() else Path(__file__).resolve().parents[1] / "data" / name
+
+
 def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= 65535 else np.uint32
 
