@@ -156,7 +156,7 @@ def main():
     def estimate_loss() -> dict:
         losses = {}
         for split, tokens, stream in (("train", train_tokens, TRAIN_STREAM), ("val", val_tokens, VAL_STREAM)):
-            # Stream 2 + 2*stream keeps eval batches apart from the training batches.
+            # Streams 2 and 3: evaluation never draws the batches training will see.
             rng = batch_rng(data_seed, 2 + stream, iter_num)
             x, y = get_batch(tokens, (eval_iters, batch_size), config.block_size, rng)
             losses[split] = float(eval_loss(model, x, y, compute_dtype))
@@ -175,8 +175,7 @@ def main():
             checkpoint.save(ckpt_path, {
                 "iter_num": iter_num, "best_val_loss": best_val_loss,
                 "model_config": asdict(config), "settings": settings,
-            }, {"model": model, "opt_state": opt_state,
-                "dropout_key": jax.random.key_data(dropout_key), "data_seed": jnp.array(data_seed, jnp.uint32)})
+            }, {**state, "model": model, "opt_state": opt_state})
 
     if iter_num == 0 or eval_only:
         evaluate_and_save()
