@@ -77,6 +77,8 @@ def test_head_stays_tied_after_an_update():
 
 
 class _Recorder(eqx.Module):
+    """Stands in for ln_f and keeps its output, so the test can apply the head by hand."""
+
     ln: eqx.Module
     store: dict = eqx.field(static=True)
 
