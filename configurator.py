@@ -123,10 +123,11 @@ def configure(namespace: dict, argv: list[str] | None = None) -> dict:
             settings.update(apply_config_file(arg, settings))
             continue
         key, eq, text = arg[2:].partition("=")
-        if not eq:
-            raise ConfigError(f"{arg} has no value: write --{key}=VALUE")
         if key not in settings:
             raise unknown_key_error(key, settings)
-        settings[key] = parse_value(key, text, settings[key])
+        if not eq and type(settings[key]) is not bool:
+            raise ConfigError(f"{arg} has no value: write --{key}=VALUE")
+        # A bare --flag switches a bool setting on.
+        settings[key] = parse_value(key, text, settings[key]) if eq else True
     namespace.update(settings)
     return settings

@@ -16,6 +16,11 @@ def test_overrides_are_parsed_and_typed():
     assert type(ns["learning_rate"]) is float and ns["batch_size"] == 4
 
 
+def test_bare_flag_switches_a_bool_on():
+    ns = dict(namespace(), decay_lr=False)
+    assert configure(ns, ["--decay_lr"])["decay_lr"] is True
+
+
 def test_unknown_key_names_the_closest():
     with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
         configure(namespace(), ["--lerning_rate=1e-3"])

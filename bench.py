@@ -1,0 +1,186 @@
+"""Training-step speed: tokens/s, model FLOP/s, MFU, compile time and peak memory.
+
+    python bench.py                          # nanoGPT's CPU "baby" size
+    python bench.py --arch=shakespeare-char --compare
+    python bench.py --n_layer=8 --n_embd=256 --n_head=8 --batch_size=16
+
+--compare also times the same architecture in PyTorch (eager, fused QKV,
+F.scaled_dot_product_attention, AdamW) and prints the ratio of the medians. Each side runs in
+its own process, so the two never share threads and each reports its own peak memory.
+Steps use random tokens: this measures the model and optimizer, not the data pipeline.
+"""
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from configurator import configure
+from helpers.errors import UserError, report_user_errors
+
+# Named sizes: (n_layer, n_head, n_embd, block_size, vocab_size, batch_size).
+SIZES = {
+    "baby": (4, 4, 128, 64, 65, 12),  # nanoGPT's CPU run of shakespeare-char
+    "shakespeare-char": (6, 6, 384, 256, 65, 64),
+    "gpt2": (12, 12, 768, 1024, 50304, 8),
+}
+
+arch = "baby"  # a name from SIZES; any dimension below that is not 0 overrides it
+n_layer = 0  # transformer blocks (0: the arch's)
+n_head = 0  # attention heads (0: the arch's)
+n_embd = 0  # residual width (0: the arch's)
+block_size = 0  # tokens per sequence (0: the arch's)
+vocab_size = 0  # vocabulary (0: the arch's)
+batch_size = 0  # sequences per step (0: the arch's)
+mlp = "gelu"  # gelu (nanoGPT's) or swiglu
+bias = False  # biases in Linear layers and LayerNorms
+dtype = "float32"  # compute dtype: float32 or bfloat16
+steps = 10  # timed steps; the median is reported
+compare = False  # also time PyTorch on the same architecture and print the ratio
+side = "jax"  # which implementation this process times: jax or torch
+peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a matmul
+threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
+
+
+def model_config():
+    from model import GPTConfig
+
+    if arch not in SIZES:
+        raise UserError(f"unknown arch {arch!r}; valid names: {', '.join(SIZES)}")
+    dims = dict(zip(("n_layer", "n_head", "n_embd", "block_size", "vocab_size"), SIZES[arch]))
+    for name in dims:
+        dims[name] = globals()[name] or dims[name]
+    try:
+        return GPTConfig(**dims, bias=bias, mlp=mlp), batch_size or SIZES[arch][5]
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def time_jax(config, batch: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from helpers.flops import device_peak_flops, flops_per_token
+    from helpers.optim import make_optimizer
+    from helpers.training import init_state, make_step
+
+    optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.1, 0.9, 0.99, 1.0)
+    state = init_state(config, optimizer, seed=0)
+    model, opt_state = state["model"], state["opt_state"]
+    compute_dtype = jnp.dtype(dtype)
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, (steps + 1, 1, batch, config.block_size + 1))
+    key = jax.random.key(0)
+
+    times, compile_s = [], 0.0
+    for i in range(steps + 1):
+        x, y = jnp.asarray(tokens[i, ..., :-1], jnp.int32), jnp.asarray(tokens[i, ..., 1:], jnp.int32)
+        start = time.perf_counter()
+        model, opt_state, loss = make_step(model, opt_state, x, y, key, optimizer, compute_dtype)
+        loss.block_until_ready()
+        elapsed = time.perf_counter() - start
+        if i == 0:
+            compile_s = elapsed  # the first call traces and compiles, then runs one step
+        else:
+            times.append(elapsed)
+    step_s = statistics.median(times)
+    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
+    flops = flops_per_token(config, model.get_num_params()) * batch * config.block_size / step_s
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    return {
+        "side": "jax", "device": device.device_kind, "step_ms": 1e3 * step_s,
+        "compile_s": compile_s - step_s, "tokens_per_s": batch * config.block_size / step_s,
+        "tflops": flops / 1e12, "mfu": flops / peak, "peak": f"{peak / 1e12:.3f} TFLOP/s ({peak_source})",
+        "memory_bytes": stats.get("peak_bytes_in_use", peak_rss_bytes()),
+        "memory_kind": "device peak" if "peak_bytes_in_use" in stats else "process peak RSS",
+    }
+
+
+def time_torch(config, batch: int) -> dict:
+    import torch
+
+    from helpers.torch_reference import TorchGPT, adamw
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = TorchGPT(config)
+    autocast = dtype == "bfloat16"
+    optimizer = adamw(model, 1e-3, 0.1, (0.9, 0.99))
+    tokens = torch.randint(0, config.vocab_size, (steps + 1, batch, config.block_size + 1))
+    times = []
+    for i in range(steps + 1):
+        x, y = tokens[i, :, :-1], tokens[i, :, 1:]
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model.loss(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss.item()
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times[1:])
+    return {
+        "side": "torch", "device": f"torch {torch.__version__} cpu", "step_ms": 1e3 * step_s,
+        "compile_s": 0.0, "tokens_per_s": batch * config.block_size / step_s,
+        "memory_bytes": peak_rss_bytes(), "memory_kind": "process peak RSS",
+    }
+
+
+def run_side(which: str, argv: list[str]) -> dict:
+    """Time one side in a child process and read back the JSON line it prints."""
+    args = [a for a in argv if not a.startswith(("--compare", "--side"))]
+    result = subprocess.run(
+        [sys.executable, __file__, *args, f"--side={which}"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise UserError(f"the {which} side failed: {result.stderr.strip().splitlines()[-1]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def print_table(config, batch: int, rows: list[dict]) -> None:
+    print(
+        f"arch={arch} n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+        f"block_size={config.block_size} vocab_size={config.vocab_size} batch_size={batch} "
+        f"mlp={config.mlp} dtype={dtype}, median of {steps} steps"
+    )
+    for r in rows:
+        mfu = f"{100 * r['mfu']:5.1f}% MFU of {r['peak']}" if "mfu" in r else ""
+        print(
+            f"{r['side']:>6}: {r['step_ms']:8.1f} ms/step {r['tokens_per_s']:10,.0f} tokens/s "
+            f"compile {r['compile_s']:5.1f} s  {r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  "
+            f"{mfu}  [{r['device']}]"
+        )
+    if len(rows) == 2:
+        jax_row, torch_row = rows
+        print(f"jax / torch speed: {torch_row['step_ms'] / jax_row['step_ms']:.2f}x")
+
+
+@report_user_errors
+def main():
+    argv = sys.argv[1:]
+    configure(globals(), argv)
+    if side not in ("jax", "torch"):
+        raise UserError(f"side must be jax or torch, got {side!r}")
+    config, batch = model_config()
+    if compare:
+        print_table(config, batch, [run_side("jax", argv), run_side("torch", argv)])
+    elif "--side=" in " ".join(argv):
+        print(json.dumps(time_jax(config, batch) if side == "jax" else time_torch(config, batch)))
+    else:
+        print_table(config, batch, [time_jax(config, batch)])
+
+
+if __name__ == "__main__":
+    main()
