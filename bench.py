@@ -1,8 +1,9 @@
-"""Training-step speed: tokens/s, model FLOP/s, MFU, compile time and peak memory.
+"""Speed: training steps (tokens/s, model FLOP/s, MFU, compile time, peak memory), or sampling.
 
     python bench.py                          # nanoGPT's CPU "baby" size
     python bench.py --arch=shakespeare-char --compare
     python bench.py --n_layer=8 --n_embd=256 --n_head=8 --batch_size=16
+    python bench.py --mode=sample --arch=shakespeare-char   # KV cache vs full recompute
 
 --compare also times the same architecture in PyTorch (eager, fused QKV,
 F.scaled_dot_product_attention, AdamW) and prints the ratio of the medians. Each side runs in
@@ -29,6 +30,7 @@ SIZES = {
     "gpt2": (12, 12, 768, 1024, 50304, 8),
 }
 
+mode = "train"  # train: time optimizer steps; sample: time generation with and without KV cache
 arch = "baby"  # a name from SIZES; any dimension below that is not 0 overrides it
 n_layer = 0  # transformer blocks (0: the arch's)
 n_head = 0  # attention heads (0: the arch's)
@@ -44,6 +46,7 @@ compare = False  # also time PyTorch on the same architecture and print the rati
 side = "jax"  # which implementation this process times: jax or torch
 peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a matmul
 threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
+new_tokens = 500  # sample mode: tokens generated after a one-token prompt
 
 
 def model_config():
@@ -52,8 +55,7 @@ def model_config():
     if arch not in SIZES:
         raise UserError(f"unknown arch {arch!r}; valid names: {', '.join(SIZES)}")
     dims = dict(zip(("n_layer", "n_head", "n_embd", "block_size", "vocab_size"), SIZES[arch]))
-    for name in dims:
-        dims[name] = globals()[name] or dims[name]
+    dims = {name: globals()[name] or value for name, value in dims.items()}
     try:
         return GPTConfig(**dims, bias=bias, mlp=mlp), batch_size or SIZES[arch][5]
     except ValueError as e:
@@ -138,11 +140,48 @@ def time_torch(config, batch: int) -> dict:
     }
 
 
+def time_sampling(config) -> None:
+    """Greedy generation of new_tokens tokens from random weights, twice: with the KV cache
+    and by nanoGPT's method (the whole window through the model for every token). Both
+    follow the same cropping rule, so they do the same work per token but for the cache.
+    Compilation is excluded from both: each runs once (or warms its shapes) before timing."""
+    import jax
+
+    from helpers.generation import generate, generate_without_cache
+    from model import GPT
+
+    model = GPT(config, key=jax.random.key(0))
+    prompt = [0]
+
+    def cached():
+        return generate(model, prompt, new_tokens, key=jax.random.key(0), temperature=0.0)[0]
+
+    def naive():
+        return generate_without_cache(model, prompt, new_tokens)
+
+    cached()
+    # A window of length L runs padded to a multiple of 64: compile each such length once.
+    for length in range(64, min(len(prompt) + new_tokens, config.block_size) + 64, 64):
+        generate_without_cache(model, [0] * min(length, config.block_size), 1)
+    timings = {}
+    for name, run in (("KV cache", cached), ("full recompute", naive)):
+        start = time.perf_counter()
+        tokens = run()
+        timings[name] = time.perf_counter() - start
+    print(
+        f"n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+        f"block_size={config.block_size} vocab_size={config.vocab_size}: {new_tokens} new tokens, greedy"
+    )
+    for name, seconds in timings.items():
+        print(f"{name:>15}: {len(tokens) / seconds:9.1f} tokens/s ({seconds:.2f} s)")
+    print(f"KV cache speed-up: {timings['full recompute'] / timings['KV cache']:.1f}x")
+
+
 def run_side(which: str, argv: list[str]) -> dict:
     """Time one side in a child process and read back the JSON line it prints."""
     args = [a for a in argv if not a.startswith(("--compare", "--side"))]
     result = subprocess.run(
-        [sys.executable, __file__, *args, f"--side={which}"], capture_output=True, text=True
+        [sys.executable, __file__, *args, f"--side={which}"], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise UserError(f"the {which} side failed: {result.stderr.strip().splitlines()[-1]}")
@@ -174,7 +213,9 @@ def main():
     if side not in ("jax", "torch"):
         raise UserError(f"side must be jax or torch, got {side!r}")
     config, batch = model_config()
-    if compare:
+    if mode == "sample":
+        time_sampling(config)
+    elif compare:
         print_table(config, batch, [run_side("jax", argv), run_side("torch", argv)])
     elif "--side=" in " ".join(argv):
         print(json.dumps(time_jax(config, batch) if side == "jax" else time_torch(config, batch)))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from helpers.errors import UserError
 
-SETTING_TYPES = (bool, int, float, str)
+SETTING_TYPES = (bool, int, float, str, tuple)  # a tuple setting holds strings
 
 
 class ConfigError(UserError):
@@ -38,6 +38,10 @@ def check_type(key: str, value, default):
     """`value` if it has the default's type (an int is accepted where a float is expected)."""
     if isinstance(default, float) and type(value) is int:
         return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a tuple of strings, like ('a', 'b'), got {value!r}")
+        return tuple(value)
     if type(value) is not type(default):
         raise ConfigError(
             f"{key} must be {type(default).__name__} (like the default {default!r}), "
@@ -54,9 +58,12 @@ def unknown_key_error(key: str, known) -> ConfigError:
 
 def parse_value(key: str, text: str, default):
     """A command-line value: a Python literal, except that a string setting takes the raw text
-    (so --dataset=shakespeare_char needs no quotes)."""
+    (so --dataset=shakespeare_char needs no quotes), and so does a one-string tuple
+    (--stop=END means ("END",); --stop='("a", "b")' gives two)."""
     if isinstance(default, str):
         return text
+    if isinstance(default, tuple) and not text.startswith(("(", "[")):
+        return (text,) if text else ()
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):

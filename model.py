@@ -2,7 +2,8 @@
 
 The story: a config says how big the model is; a block is attention then an MLP, each behind
 a LayerNorm and added back to a residual stream; a GPT is token and position embeddings, a
-stack of blocks, a final LayerNorm and a head that reuses the token embedding matrix.
+stack of blocks, a final LayerNorm and a head that reuses the token embedding matrix. Last,
+`GPT.decode` runs the same model a few tokens at a time against a KV cache, for generation.
 
 Three ways this differs from the PyTorch original (nanoGPT), each explained where it happens:
 - a model is an immutable PyTree: "changing" it (init, an optimizer update) builds a new one;
@@ -120,18 +121,44 @@ class CausalSelfAttention(eqx.Module):
         self.resid_dropout = eqx.nn.Dropout(config.dropout)
         self.n_head = config.n_head
 
+    def heads(self, x: Float[Array, "T C"]) -> tuple[Float[Array, "T H D"], ...]:
+        """Queries, keys and values, split into heads: (T, C) -> three (T, heads, head_size)."""
+        T, C = x.shape
+        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)
+        return tuple(a.reshape(T, self.n_head, C // self.n_head) for a in (q, k, v))
+
     @jax.named_scope("attn")
     def __call__(
         self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, "T C"]:
-        T, C = x.shape
-        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)
-        # (T, C) -> (T, heads, head_size): the layout dot_product_attention expects.
-        q, k, v = (a.reshape(T, self.n_head, C // self.n_head) for a in (q, k, v))
+        q, k, v = self.heads(x)
         # Softmax runs in fp32 inside even for bf16 inputs. The fused kernel has no dropout on
         # the attention weights, so (unlike nanoGPT) dropout acts on the residual branches only.
         y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-        return self.resid_dropout(self.c_proj(y.reshape(T, C)), key=key)
+        return self.resid_dropout(self.c_proj(y.reshape(x.shape)), key=key)
+
+    def decode(
+        self, x: Float[Array, "T C"], cache: "KVCache", layer: Int[Array, ""], pos: Int[Array, ""]
+    ) -> tuple[Float[Array, "T C"], "KVCache"]:
+        """Attention for T new tokens at positions pos..pos+T-1, against every earlier key.
+
+        The new keys and values are written into this layer's slice of the cache first; query
+        i may then look at slots 0..pos+i. Later slots hold stale or padding entries: masked.
+        """
+        q, k, v = self.heads(x)
+        # Keys are kept as (heads, head_size, S) and values as (heads, S, head_size): the
+        # layouts in which the two matmuls below read them without transposing every token.
+        cache = KVCache(
+            jax.lax.dynamic_update_slice(cache.k, k.transpose(1, 2, 0)[None].astype(cache.k.dtype), (layer, 0, 0, pos)),
+            jax.lax.dynamic_update_slice(cache.v, v.swapaxes(0, 1)[None].astype(cache.v.dtype), (layer, 0, pos, 0)),
+        )
+        keys, values = cache.k[layer].astype(q.dtype), cache.v[layer].astype(q.dtype)
+        T, S = x.shape[0], values.shape[1]
+        visible = jnp.arange(S)[None, :] <= pos + jnp.arange(T)[:, None]
+        scores = jnp.einsum("thd,hds->hts", q, keys) / math.sqrt(q.shape[-1])
+        weights = jax.nn.softmax(jnp.where(visible, scores.astype(jnp.float32), -jnp.inf), axis=-1)
+        y = jnp.einsum("hts,hsd->thd", weights.astype(q.dtype), values)
+        return self.c_proj(y.reshape(x.shape)), cache
 
 
 class GeluMLP(eqx.Module):
@@ -205,6 +232,14 @@ class Block(eqx.Module):
         x = x + self.attn(self.ln_1(x), key=attn_key)
         return x + self.mlp(self.ln_2(x), key=mlp_key)
 
+    def decode(
+        self, x: Float[Array, "T C"], cache: "KVCache", layer: Int[Array, ""], pos: Int[Array, ""]
+    ) -> tuple[Float[Array, "T C"], "KVCache"]:
+        """The same layer for generation: attention reads and extends the cache."""
+        attended, cache = self.attn.decode(self.ln_1(x), cache, layer, pos)
+        x = x + attended
+        return x + self.mlp(self.ln_2(x)), cache
+
 
 # ---------------------------------------------------------------------------------------------
 # The GPT.
@@ -268,6 +303,26 @@ class GPT(eqx.Module):
         # optimizer update moves both uses together. Logits leave in fp32 for the softmax.
         return (x @ self.wte.weight.T).astype(jnp.float32)
 
+    def decode(
+        self, idx: Int[Array, " T"], cache: "KVCache", pos: Int[Array, ""]
+    ) -> tuple[Float[Array, "T V"], "KVCache"]:
+        """Logits for T new tokens at positions pos..pos+T-1, given the cache of the earlier
+        ones; returns the cache extended by them. Prefill is T = prompt length at pos = 0,
+        each decoding step is T = 1. No dropout: generation runs in inference mode."""
+        x = self.wte(idx) + self.wpe(pos + jnp.arange(idx.shape[0]))
+        block_arrays, block_rest = eqx.partition(self.h, eqx.is_array)
+
+        def run_layer(carry, layer):
+            x, cache = carry
+            arrays, index = layer
+            return eqx.combine(arrays, block_rest).decode(x, cache, index, pos), None
+
+        # The whole cache rides along in the carry and each layer updates its own slice in
+        # place; scanning over slices of it instead would copy every layer's cache per token.
+        layers = (block_arrays, jnp.arange(self.config.n_layer))
+        (x, cache), _ = jax.lax.scan(run_layer, (x, cache), layers)
+        return (self.ln_f(x) @ self.wte.weight.T).astype(jnp.float32), cache
+
     def get_num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counted once each. With non_embedding=True the position embeddings are
         left out (nanoGPT's convention); token embeddings stay, as they are the head too."""
@@ -275,6 +330,26 @@ class GPT(eqx.Module):
         # which allocates nothing (handy for sizing gpt2-xl).
         n = sum(x.size for x in jax.tree.leaves(self) if isinstance(x, (jax.Array, jax.ShapeDtypeStruct)))
         return n - self.wpe.weight.size if non_embedding else n
+
+
+# ---------------------------------------------------------------------------------------------
+# The KV cache: what generation keeps so that each new token costs one position, not T.
+
+
+class KVCache(eqx.Module):
+    """Keys and values of every position so far, preallocated to block_size (static shapes).
+
+    Stacked like the blocks, one slice per layer; layer i reads and writes slice i.
+    """
+
+    k: Float[Array, "L H D S"]
+    v: Float[Array, "L H S D"]
+
+    @classmethod
+    def empty(cls, config: GPTConfig, dtype=jnp.float32) -> "KVCache":
+        L, H, S = config.n_layer, config.n_head, config.block_size
+        D = config.n_embd // H
+        return cls(jnp.zeros((L, H, D, S), dtype), jnp.zeros((L, H, S, D), dtype))
 
 
 def init_weights(module, key: PRNGKeyArray, n_layer: int):
@@ -299,7 +374,7 @@ def init_weights(module, key: PRNGKeyArray, n_layer: int):
 
 def _weighted_layers(tree) -> list:
     """(path, layer) for every Linear and Embedding in `tree`, in a fixed order."""
-    is_layer = lambda node: isinstance(node, (Linear, Embedding))  # noqa: E731
+    is_layer = lambda node: isinstance(node, (Linear, Embedding))
     found = jax.tree_util.tree_leaves_with_path(tree, is_leaf=is_layer)
     return [(path, node) for path, node in found if is_layer(node)]
 

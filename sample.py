@@ -1,8 +1,10 @@
-"""Generate text from a trained checkpoint.
+"""Generate text from a trained checkpoint, fast: a KV cache and one compiled decoding loop.
 
     python sample.py --out_dir=out-shakespeare-char --start="ROMEO:" --num_samples=3
+    python sample.py --out_dir=out-shakespeare-char --temperature=0 --stop=$'\n\n'
 
-start is the prompt: text, or FILE:path to read it from a file.
+start is the prompt: text, or FILE:path to read it from a file. From Python, use
+helpers.generation.generate (see its docstring).
 """
 
 import sys
@@ -10,106 +12,108 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from configurator import configure
-from helpers import checkpoint
+from helpers import hf
 from helpers.data import dataset_dir, read_meta
 from helpers.errors import UserError, report_user_errors
-from helpers.optim import optimizer_from_settings
-from helpers.tokenizer import tokenizer_from_meta
-from helpers.training import init_state
-from model import GPT, GPTConfig
+from helpers.generation import check_sampling, generate
+from helpers.tokenizer import GPT2Tokenizer, tokenizer_from_meta
+from helpers.training import load_trained_model
 
 # -----------------------------------------------------------------------------------------------
+init_from = "resume"  # resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory
 out_dir = "out"  # the training run's folder, holding ckpt.eqx
 start = "\n"  # the prompt: text, or FILE:path to read it from a file
-num_samples = 1  # how many samples to draw
+num_samples = 1  # samples generated together, as one batch; a single sample streams as it is made
 max_new_tokens = 500  # tokens generated per sample
-temperature = 0.8  # below 1 sharpens the distribution, above 1 flattens it
-top_k = 200  # sample only among the k most likely tokens; 0 keeps them all
+temperature = 0.8  # below 1 sharpens the distribution, above 1 flattens it; 0 is greedy
+top_k = 200  # sample only among the k most likely tokens
+top_p = 1.0  # sample only from the most likely tokens whose probabilities add up to top_p
+stop = ()  # strings that end a sample: --stop=TEXT, or several as --stop='("a", "b")'
 seed = 1337  # the same seed gives the same samples
 # -----------------------------------------------------------------------------------------------
 
 
-@eqx.filter_jit
-def next_token_logits(model: GPT, window: Int[Array, " T"], last: Int[Array, ""]) -> Float[Array, " V"]:
-    """Logits after position `last` of a fixed-length window.
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """text up to the first stop string (excluded), and whether one was found."""
+    ends = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[: min(ends)], True) if ends else (text, False)
 
-    The window always has block_size tokens (padding after `last`), so this compiles once,
-    whatever the prompt length. Padding cannot leak backwards: the attention is causal.
+
+class Streamer:
+    """Prints one sample's text as its tokens arrive, never a stop string or what follows it.
+
+    Text that could still turn into a stop string (a prefix of one at the end) waits until
+    the next token decides; so does an incomplete multi-byte character.
     """
-    return model(window)[last]
+
+    def __init__(self, tokenizer, stops: tuple[str, ...]):
+        self.tokenizer, self.stops = tokenizer, stops
+        self.tokens: list[int] = []
+        self.printed = 0
+        self.stopped = False
+
+    def __call__(self, step_tokens: np.ndarray) -> None:
+        if self.stopped:
+            return
+        self.tokens.append(int(step_tokens[0]))
+        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.tokens), self.stops)
+        ready = len(text) if self.stopped else len(text) - self.pending(text)
+        sys.stdout.write(text[self.printed : ready])
+        sys.stdout.flush()
+        self.printed = max(self.printed, ready)
+
+    def pending(self, text: str) -> int:
+        """How many characters at the end of `text` must wait."""
+        held = len(text) - len(text.rstrip("\ufffd"))
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(text)), 0, -1):
+                if text.endswith(stop[:n]):
+                    held = max(held, n)
+                    break
+        return held
 
 
-def sample_token(
-    logits: Float[Array, " V"], temperature: float, top_k: int, key: PRNGKeyArray
-) -> int:
-    if top_k:
-        kth_largest = jnp.sort(logits)[-min(top_k, logits.shape[0])]
-        logits = jnp.where(logits < kth_largest, -jnp.inf, logits)
-    return int(jax.random.categorical(key, logits / temperature))
-
-
-def generate(model: GPT, prompt: list[int], max_new_tokens: int, temperature: float,
-             top_k: int, key: PRNGKeyArray) -> list[int]:
-    """Extend `prompt` by max_new_tokens sampled tokens. Once the text is longer than
-    block_size, the model sees only the last block_size tokens (a sliding window)."""
-    model = eqx.nn.inference_mode(model)
-    block_size = model.config.block_size
-    tokens = list(prompt)
-    for _ in range(max_new_tokens):
-        visible = tokens[-block_size:]
-        window = np.zeros(block_size, np.int32)
-        window[: len(visible)] = visible
-        logits = next_token_logits(model, window, jnp.int32(len(visible) - 1))
-        key, sub = jax.random.split(key)
-        tokens.append(sample_token(logits, temperature, top_k, sub))
-    return tokens[len(prompt):]
-
-
-def load_model(out_path: Path) -> tuple[GPT, dict]:
-    ckpt_path = out_path / "ckpt.eqx"
-    header = checkpoint.read_header(ckpt_path)
-    config = GPTConfig(**header["model_config"])
-    # The file holds the whole training state; rebuild its shapes from the header (no compute,
-    # no allocation), read it all, and keep the model.
-    optimizer, _ = optimizer_from_settings(header["settings"])
-    like = eqx.filter_eval_shape(init_state, config, optimizer, 0)
-    return checkpoint.load(ckpt_path, like)["model"], header
+def read_prompt(text: str) -> str:
+    if not text.startswith("FILE:"):
+        return text
+    path = Path(text[5:])
+    if not path.is_file():
+        raise UserError(f"prompt file {path} does not exist")
+    return path.read_text()
 
 
 @report_user_errors
 def main():
     configure(globals())
-    if max_new_tokens <= 0:
-        raise UserError(f"max_new_tokens must be positive, got {max_new_tokens}")
     if num_samples <= 0:
         raise UserError(f"num_samples must be positive, got {num_samples}")
-    if temperature <= 0:
-        raise UserError(f"temperature must be positive, got {temperature}")
-    if top_k < 0:
-        raise UserError(f"top_k must be 0 (off) or positive, got {top_k}")
-    model, header = load_model(Path(out_dir))
-    tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
-
-    text = start
-    if text.startswith("FILE:"):
-        path = Path(text[5:])
-        if not path.is_file():
-            raise UserError(f"prompt file {path} does not exist")
-        text = path.read_text()
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    if init_from == "resume":
+        model, header = load_trained_model(Path(out_dir))
+        tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
+    else:
+        model, tokenizer = hf.load_gpt2(hf.resolve(init_from)), GPT2Tokenizer()
+    text = read_prompt(start)
     prompt = tokenizer.encode(text)
     if not prompt:
         raise UserError("the prompt is empty: pass --start=TEXT")
+    if len(prompt) > model.config.block_size:
+        print(f"note: the prompt has {len(prompt)} tokens; the model sees its last "
+              f"{model.config.block_size} (block_size)", file=sys.stderr)
 
     key = jax.random.key(seed)
-    for _ in range(num_samples):
-        key, sub = jax.random.split(key)
-        new = generate(model, prompt, max_new_tokens, temperature, top_k, sub)
-        sys.stdout.write(text + tokenizer.decode(new) + "\n---------------\n")
+    settings = dict(key=key, num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p)
+    if num_samples == 1:
+        sys.stdout.write(text)
+        generate(model, prompt, max_new_tokens, **settings, on_token=Streamer(tokenizer, stop))
+        sys.stdout.write("\n---------------\n")
+        return
+    for sample in generate(model, prompt, max_new_tokens, **settings):
+        new_text, _ = cut_at_stop(tokenizer.decode(sample), stop)
+        sys.stdout.write(text + new_text + "\n---------------\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from configurator import configure
-from helpers import checkpoint
+from helpers import checkpoint, hf
 from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
@@ -34,7 +34,7 @@ log_interval = 1  # print a log line every this many iterations
 eval_iters = 200  # batches per split in each evaluation
 eval_only = False  # evaluate once, then exit
 always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
-init_from = "scratch"  # scratch: a new model; resume: continue from out_dir/ckpt.eqx
+init_from = "scratch"  # scratch: a new model; resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory: finetune
 # wandb logging (the API key comes from the environment, WANDB_API_KEY, never from here)
 wandb_log = False  # log metrics to Weights & Biases (pip install wandb)
 wandb_project = "nanojaxgpt"  # wandb project name
@@ -85,8 +85,6 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
     if settings["dtype"] not in COMPUTE_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {settings['dtype']!r}")
-    if settings["init_from"] not in ("scratch", "resume"):
-        raise UserError(f"init_from must be scratch or resume, got {settings['init_from']!r}")
 
 
 def model_config(settings: dict, vocab_size: int) -> GPTConfig:
@@ -117,12 +115,21 @@ def main():
 
     data_dir = dataset_dir(dataset)
     meta = read_meta(data_dir)
-    header = checkpoint.read_header(ckpt_path) if init_from == "resume" else None
-    # A resumed run keeps the checkpoint's model; the rest of the settings are this run's.
-    config = GPTConfig(**header["model_config"]) if header else model_config(settings, meta["vocab_size"])
+    header, pretrained = None, None
+    if init_from == "resume":
+        header = checkpoint.read_header(ckpt_path)
+        # A resumed run keeps the checkpoint's model; the rest of the settings are this run's.
+        config = GPTConfig(**header["model_config"])
+    elif init_from == "scratch":
+        config = model_config(settings, meta["vocab_size"])
+    else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
+        hf_dir = hf.resolve(init_from)
+        print(f"initialising from {hf_dir}")
+        pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout)
+        config = pretrained.config
     if config.vocab_size != meta["vocab_size"]:
-        raise UserError(f"{ckpt_path} has vocab_size {config.vocab_size} but {data_dir} has "
-                        f"{meta['vocab_size']}: resume on the dataset it was trained on")
+        raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "
+                        f"{meta['vocab_size']}: train on a dataset with the model's tokenizer")
     train_tokens = open_split(data_dir, "train", config.block_size)
     val_tokens = open_split(data_dir, "val", config.block_size)
 
@@ -135,7 +142,7 @@ def main():
         iter_num, best_val_loss = header["iter_num"], header["best_val_loss"]
         print(f"resuming from {ckpt_path} at iteration {iter_num}")
     else:
-        state = init_state(config, optimizer, seed)
+        state = init_state(config, optimizer, seed, pretrained)
         iter_num, best_val_loss = 0, math.inf
     model, opt_state = state["model"], state["opt_state"]
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])

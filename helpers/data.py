@@ -5,6 +5,7 @@ through np.memmap, so a corpus larger than memory costs only the pages a batch t
 """
 
 import json
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,21 @@ def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1) -> d
     print(f"{len(text):,} characters, vocab {tokenizer.vocab_size}: "
           f"{cut:,} train and {len(ids) - cut:,} val tokens in {out_dir}")
     return meta
+
+
+def read_or_download(given: Path | None, local: Path, url: str) -> str:
+    """A corpus's text: from --input if given, else the copy at `local`, downloading it there
+    only when there is none (the one time a prepare script touches the network)."""
+    if given is not None:
+        if not given.is_file():
+            raise UserError(f"--input={given} does not exist")
+        return given.read_text()
+    if not local.exists():
+        print(f"downloading {url}")
+        try:
+            urllib.request.urlretrieve(url, local)
+        except OSError as error:
+            raise UserError(
+                f"could not download {url} ({error}); put the file at {local} or pass --input=PATH"
+            ) from None
+    return local.read_text()

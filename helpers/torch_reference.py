@@ -77,13 +77,13 @@ BLOCK_NAMES = {
 def from_jax(model: GPT) -> TorchGPT:
     """A TorchGPT holding exactly the weights of `model` (fp32)."""
     torch_model = TorchGPT(model.config)
-    as_tensor = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))  # noqa: E731
+    as_tensor = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))
     with torch.no_grad():
         torch_model.wte.weight.copy_(as_tensor(model.wte.weight))
         torch_model.wpe.weight.copy_(as_tensor(model.wpe.weight))
         _copy_layer(model.ln_f, torch_model.ln_f, as_tensor)
         for i, block in enumerate(torch_model.h):
-            layer = jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, model.h)
+            layer = jax.tree.map(lambda a, i=i: a[i] if eqx.is_array(a) else a, model.h)
             for path, name in BLOCK_NAMES.items():
                 source = layer
                 for part in path.split("."):
@@ -129,7 +129,7 @@ def train_baby(mlp: str, seed: int, dataset: str) -> dict:
     model = from_jax(init_state(config, optax.identity(), seed)["model"])
     optimizer = adamw(model, 1e-3, 0.1, (0.9, 0.99))
     train, val = open_split(data_dir, "train", 64), open_split(data_dir, "val", 64)
-    as_long = lambda a: torch.from_numpy(a).long()  # noqa: E731
+    as_long = lambda a: torch.from_numpy(a).long()
     for step in range(2000):
         for group in optimizer.param_groups:
             group["lr"] = nanogpt_lr(step, 1e-3, 100, 2000, 1e-4)

@@ -1,18 +1,26 @@
 """The compiled pieces of training: the loss, one optimizer step, and evaluation."""
 
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from helpers import checkpoint
+from helpers.optim import optimizer_from_settings
 from model import GPT, GPTConfig
 
 
-def init_state(config: GPTConfig, optimizer: optax.GradientTransformation, seed: int) -> dict:
-    """Everything a training run carries from step to step, as a checkpoint stores it."""
+def init_state(
+    config: GPTConfig, optimizer: optax.GradientTransformation, seed: int, model: GPT | None = None
+) -> dict:
+    """Everything a training run carries from step to step, as a checkpoint stores it.
+
+    The model is drawn from the seed, or given (pretrained weights to finetune)."""
     model_key, dropout_key = jax.random.split(jax.random.key(seed))
-    model = GPT(config, key=model_key)
+    model = GPT(config, key=model_key) if model is None else model
     return {
         "model": model,
         "opt_state": optimizer.init(eqx.filter(model, eqx.is_array)),
@@ -21,6 +29,18 @@ def init_state(config: GPTConfig, optimizer: optax.GradientTransformation, seed:
         # Batches are a pure function of (data_seed, iteration): this is the sampler's state.
         "data_seed": jnp.array(seed, jnp.uint32),
     }
+
+
+def load_trained_model(out_dir: Path) -> tuple[GPT, dict]:
+    """The model in out_dir/ckpt.eqx, and the checkpoint's header."""
+    ckpt_path = Path(out_dir) / "ckpt.eqx"
+    header = checkpoint.read_header(ckpt_path)
+    config = GPTConfig(**header["model_config"])
+    # The file holds the whole training state; rebuild its shapes from the header (no compute,
+    # no allocation), read it all, and keep the model.
+    optimizer, _ = optimizer_from_settings(header["settings"])
+    like = eqx.filter_eval_shape(init_state, config, optimizer, 0)
+    return checkpoint.load(ckpt_path, like)["model"], header
 
 
 def cast_floats(model: GPT, dtype) -> GPT:

@@ -16,6 +16,14 @@ def test_overrides_are_parsed_and_typed():
     assert type(ns["learning_rate"]) is float and ns["batch_size"] == 4
 
 
+def test_tuple_settings_take_one_string_or_a_literal():
+    ns = dict(namespace(), stop=())
+    assert configure(ns, ["--stop=END"])["stop"] == ("END",)
+    assert configure(ns, ['--stop=("a", "\\n")'])["stop"] == ("a", "\n")
+    with pytest.raises(ConfigError, match="tuple of strings"):
+        configure(ns, ["--stop=(1, 2)"])
+
+
 def test_bare_flag_switches_a_bool_on():
     ns = dict(namespace(), decay_lr=False)
     assert configure(ns, ["--decay_lr"])["decay_lr"] is True

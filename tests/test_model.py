@@ -8,7 +8,7 @@ import pytest
 
 from helpers.optim import lr_schedule, make_optimizer
 from helpers.training import make_step
-from model import GPT, GPTConfig, swiglu_hidden
+from model import GPT, GPTConfig, KVCache, swiglu_hidden
 
 SMALL = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32)
 
@@ -119,3 +119,17 @@ def test_sequence_longer_than_block_size_is_rejected():
     model = GPT(SMALL, key=jax.random.key(0))
     with pytest.raises(ValueError, match="exceeds block_size=16"):
         model(jnp.zeros(17, jnp.int32))
+
+
+@pytest.mark.parametrize("mlp, bias", [("swiglu", False), ("gelu", True)])
+def test_decode_with_a_cache_equals_the_full_forward(mlp, bias):
+    config = GPTConfig(block_size=32, vocab_size=50, n_layer=3, n_head=4, n_embd=32, mlp=mlp, bias=bias)
+    model = GPT(config, key=jax.random.key(0))
+    idx = jax.random.randint(jax.random.key(1), (20,), 0, 50)
+    # A 12-token prefill into an empty cache, then one token at a time.
+    logits, cache = model.decode(idx[:12], KVCache.empty(config), jnp.int32(0))
+    steps = [logits]
+    for pos in range(12, 20):
+        logits, cache = model.decode(idx[pos:pos + 1], cache, jnp.int32(pos))
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps), model(idx), atol=1e-5)

@@ -24,3 +24,18 @@ def test_python_docs_corpus_needs_no_download_and_is_deterministic(tmp_path):
     assert a == b and len(a) > 2 * 1_000_000  # over a million uint16 tokens
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["vocab_size"] <= 96
+
+
+def test_shakespeare_bpe_from_a_local_file(tmp_path):
+    from helpers.tokenizer import GPT2Tokenizer
+
+    text = corpus_text()[:50_000]
+    source = tmp_path / "input.txt"
+    source.write_text(text)
+    run_script("data/shakespeare/prepare.py", f"--input={source}", f"--out_dir={tmp_path}")
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta == {"tokenizer": "gpt2", "vocab_size": 50257, "eot": 50256}
+    tokenizer = GPT2Tokenizer()
+    cut = int(len(text) * 0.9)  # nanoGPT's split: by characters, then each part encoded
+    assert tokenizer.decode(np.fromfile(tmp_path / "train.bin", np.uint16)) == text[:cut]
+    assert tokenizer.decode(np.fromfile(tmp_path / "val.bin", np.uint16)) == text[cut:]

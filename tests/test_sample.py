@@ -1,18 +1,71 @@
+import pytest
+
 from conftest import TINY, run_script
+from helpers.tokenizer import CharTokenizer
+from sample import Streamer, cut_at_stop
 
 
-def test_sample_from_a_checkpoint(tmp_path, char_dataset):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, char_dataset):
+    out = tmp_path_factory.mktemp("run")
     run_script("train.py", f"--dataset={char_dataset}", f"--out_dir={out}", *TINY, "--max_iters=2", "--eval_interval=2")
-    args = ("sample.py", f"--out_dir={out}", "--start=the ", "--max_new_tokens=40", "--num_samples=2", "--seed=7")
+    return out
+
+
+def test_batched_samples_are_reproducible(run_dir, tmp_path):
+    args = ("sample.py", f"--out_dir={run_dir}", "--start=the ", "--max_new_tokens=40", "--num_samples=2", "--seed=7")
     first = run_script(*args).stdout
     assert first.count("---------------") == 2 and first.startswith("the ")
     assert first == run_script(*args).stdout  # same seed, same text
     prompt = tmp_path / "prompt.txt"
-    prompt.write_text("the cat and the dog " * 5)  # longer than block_size: the window slides
-    assert run_script("sample.py", f"--out_dir={out}", f"--start=FILE:{prompt}", "--max_new_tokens=5").returncode == 0
+    prompt.write_text("the cat and the dog " * 5)  # longer than block_size: the prompt is cropped
+    result = run_script("sample.py", f"--out_dir={run_dir}", f"--start=FILE:{prompt}", "--max_new_tokens=5")
+    assert "the model sees its last 32" in result.stderr
 
 
-def test_sample_errors_are_one_line(tmp_path):
+def test_one_sample_streams_and_stops_at_a_stop_string(run_dir):
+    base = ("sample.py", f"--out_dir={run_dir}", "--start=the ", "--max_new_tokens=60", "--temperature=0")
+    full = run_script(*base).stdout.split("\n---------------")[0]
+    generated = full[len("the "):]
+    stop = generated[10:12]  # a stop string the greedy text is known to contain
+    stopped = run_script(*base, f"--stop={stop}").stdout.split("\n---------------")[0]
+    assert stopped == "the " + generated[: generated.index(stop)]
+
+
+def test_streamer_holds_back_what_may_become_a_stop_string(capsys):
+    tokenizer = CharTokenizer("abcd")
+    streamer = Streamer(tokenizer, ("cd",))
+    for ch in "abc":
+        streamer([tokenizer.index[ch]])
+    assert capsys.readouterr().out == "ab"  # "c" may start "cd"
+    for ch in "dab":
+        streamer([tokenizer.index[ch]])
+    assert capsys.readouterr().out == "" and streamer.stopped
+    assert cut_at_stop("xxENDyyEND", ("END", "yy")) == ("xx", True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start=the Ω≈"], "not in this dataset's vocabulary: 'Ω≈'"),
+    (["--top_p=0"], "top_p must be in (0, 1]"),
+    (["--top_k=0"], "top_k must be at least 1"),
+    (["--max_new_tokens=0"], "max_new_tokens must be positive"),
+    (["--start="], "the prompt is empty"),
+])
+def test_bad_input_is_one_line(run_dir, args, message):
+    result = run_script("sample.py", f"--out_dir={run_dir}", *args, check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
     result = run_script("sample.py", f"--out_dir={tmp_path}", check=False)
     assert result.returncode == 2 and "no checkpoint at" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sample_from_an_hf_directory(tmp_path):
+    from test_hf import random_hf_model
+
+    random_hf_model(dict(n_layer=1, n_head=2, n_embd=16, n_positions=32, vocab_size=50257)).save_pretrained(
+        tmp_path, safe_serialization=True)
+    result = run_script("sample.py", f"--init_from={tmp_path}", "--start=Hello", "--max_new_tokens=5",
+                        "--temperature=0")
+    assert result.stdout.startswith("Hello") and result.stdout.count("---------------") == 1

@@ -1,0 +1,21 @@
+# Finetune GPT-2 XL on Tiny Shakespeare (nanoGPT's values): a few iterations at a small,
+# constant learning rate. Needs the weights locally (see the README) and:
+#   python data/shakespeare/prepare.py
+# On a CPU, a smaller model finishes sooner: --init_from=gpt2
+
+out_dir = "out-shakespeare"
+eval_interval = 5
+eval_iters = 40
+always_save_checkpoint = False  # keep only checkpoints that improve val loss
+
+dataset = "shakespeare"
+init_from = "gpt2-xl"
+
+# 1 sequence x 32 accumulation steps x 1024 tokens = 32,768 tokens per iteration;
+# Shakespeare is ~300K tokens, so one epoch is ~9 iterations.
+batch_size = 1
+gradient_accumulation_steps = 32
+max_iters = 20
+
+learning_rate = 3e-5  # finetune at a constant, small learning rate
+decay_lr = False

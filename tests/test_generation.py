@@ -1,0 +1,86 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import generation
+from helpers.errors import UserError
+from helpers.generation import generate, generate_without_cache, sample_next
+from model import GPT, GPTConfig
+
+CONFIG = GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=2, n_embd=32, mlp="gelu")
+MODEL = GPT(CONFIG, key=jax.random.key(0))
+PROMPT = [int(t) for t in np.random.default_rng(0).integers(0, 50, 10)]
+
+
+@pytest.mark.parametrize("prompt_len, new", [(10, 60), (45, 30), (1, 5)])
+def test_greedy_with_cache_equals_full_recompute(prompt_len, new):
+    # 60 new tokens after 10 cross the 32-token window twice; a 45-token prompt starts cropped.
+    prompt = [int(t) for t in np.random.default_rng(prompt_len).integers(0, 50, prompt_len)]
+    cached = generate(MODEL, prompt, new, key=jax.random.key(1), temperature=0.0)
+    assert cached == [generate_without_cache(MODEL, prompt, new)]
+
+
+def test_same_seed_same_samples_and_batch_rows_differ():
+    settings = dict(num_samples=3, temperature=1.0, top_k=10, top_p=0.9)
+    first = generate(MODEL, PROMPT, 20, key=jax.random.key(3), **settings)
+    assert first == generate(MODEL, PROMPT, 20, key=jax.random.key(3), **settings)
+    assert first != generate(MODEL, PROMPT, 20, key=jax.random.key(4), **settings)
+    assert len(first) == 3 and len({tuple(row) for row in first}) == 3
+
+
+def test_one_compilation_per_shape():
+    generate(MODEL, PROMPT, 7, key=jax.random.key(0), num_samples=2, top_k=5)
+    before = generation.trace_count
+    # Other prompts in the same bucket, other seeds, temperatures, top_p and top_k within
+    # the same candidate pool (5..8): no new trace.
+    for length, temperature, top_k, top_p in [(11, 0.5, 6, 0.8), (16, 1.0, 8, 1.0), (3, 1.5, 5, 0.1)]:
+        generate(MODEL, PROMPT[:1] * length, 7, key=jax.random.key(length), num_samples=2,
+                 temperature=temperature, top_k=top_k, top_p=top_p)
+    assert generation.trace_count == before
+    generate(MODEL, PROMPT, 8, key=jax.random.key(0), num_samples=2, top_k=5)  # a new max_new_tokens
+    assert generation.trace_count == before + 1
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy():
+    greedy = generate(MODEL, PROMPT, 15, key=jax.random.key(0), temperature=0.0)
+    assert generate(MODEL, PROMPT, 15, key=jax.random.key(5), temperature=2.0, top_k=1) == greedy
+    assert generate(MODEL, PROMPT, 15, key=jax.random.key(6), temperature=2.0, top_p=1e-6) == greedy
+
+
+@pytest.mark.parametrize("top_k, top_p, allowed", [
+    (2, 1.0, {0, 1}),
+    (5, 0.85, {0, 1, 2}),  # 0.5 + 0.3 < 0.85, so the third is needed
+    (None, 0.85, {0, 1, 2}),
+    (None, 1.0, {0, 1, 2, 3, 4}),
+    (3, 0.7, {0, 1}),  # among the top 3, renormalised: 0.5 / 0.9 < 0.7 <= 0.8 / 0.9
+])
+def test_sampling_stays_inside_top_k_and_top_p(top_k, top_p, allowed):
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    pool = generation.candidate_pool(5, 1.0, top_k, top_p)
+    k = jnp.int32(top_k or 5)
+    draws = {int(sample_next(logits, jax.random.key(i), 1.0, k, top_p, pool)[0]) for i in range(300)}
+    assert draws == allowed
+
+
+def test_stop_token_ends_the_sample_and_on_token_streams():
+    greedy = generate(MODEL, PROMPT, 20, key=jax.random.key(0), temperature=0.0)[0]
+    stop = greedy[4]
+    streamed = []
+    out = generate(MODEL, PROMPT, 20, key=jax.random.key(0), temperature=0.0, stop_token=stop,
+                   on_token=lambda tokens: streamed.append(int(tokens[0])))
+    assert out == [greedy[: greedy.index(stop) + 1]]
+    assert streamed[: len(out[0])] == out[0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_new_tokens": 0}, "max_new_tokens must be positive"),
+    ({"top_p": 0.0}, "top_p must be in"),
+    ({"top_p": 1.5}, "top_p must be in"),
+    ({"top_k": 0}, "top_k must be at least 1"),
+    ({"temperature": -1.0}, "temperature must be >= 0"),
+])
+def test_bad_settings_are_rejected(kwargs, message):
+    settings = dict(max_new_tokens=5, key=jax.random.key(0)) | kwargs
+    with pytest.raises(UserError, match=message):
+        generate(MODEL, PROMPT, **settings)
