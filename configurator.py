@@ -114,20 +114,23 @@ def help_text(settings: dict, script: str) -> str:
     return "\n".join(lines)
 
 
-def configure(namespace: dict, argv: list[str] | None = None) -> dict:
+def configure(namespace: dict, argv: list[str] | None = None, preset=None) -> dict:
     """Apply config files and --key=value arguments to a script's globals, in place.
 
     Returns the resulting settings (for logging and checkpoints). `--help` prints every
-    setting with its default and meaning, then exits.
+    setting with its default and meaning, then exits. `preset`, if given, is a function of
+    the settings (once every file and argument is read) returning more values to apply under
+    them: a named preset's values beat the defaults, and anything set explicitly beats both.
     """
     argv = sys.argv[1:] if argv is None else argv
     settings = settings_of(namespace)
     if "--help" in argv or "-h" in argv:
         print(help_text(settings, namespace["__file__"]))
         sys.exit(0)
+    explicit: dict = {}
     for arg in argv:
         if not arg.startswith("--"):
-            settings.update(apply_config_file(arg, settings))
+            explicit.update(apply_config_file(arg, settings))
             continue
         key, eq, text = arg[2:].partition("=")
         if key not in settings:
@@ -135,6 +138,10 @@ def configure(namespace: dict, argv: list[str] | None = None) -> dict:
         if not eq and type(settings[key]) is not bool:
             raise ConfigError(f"{arg} has no value: write --{key}=VALUE")
         # A bare --flag switches a bool setting on.
-        settings[key] = parse_value(key, text, settings[key]) if eq else True
+        explicit[key] = parse_value(key, text, settings[key]) if eq else True
+    settings.update(explicit)
+    if preset is not None:
+        settings.update({k: check_type(k, v, settings[k]) for k, v in preset(settings).items()})
+        settings.update(explicit)
     namespace.update(settings)
     return settings

@@ -22,7 +22,8 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
-    """Every number that fixes the model's shape. Frozen, so it can be hashed and compared."""
+    """Every choice that fixes the model: sizes, and which component fills each role (by name,
+    from the registries below). Frozen, so it can be hashed and compared."""
 
     block_size: int = 1024  # the longest sequence the model can see
     vocab_size: int = 50304  # GPT-2's 50257, padded up to a multiple of 64 for faster matmuls
@@ -30,11 +31,22 @@ class GPTConfig:
     n_head: int = 12
     n_embd: int = 768
     dropout: float = 0.0
-    bias: bool = True  # biases in Linear layers and LayerNorms, as GPT-2 has
-    mlp: str = "swiglu"  # a name from MLPS below
+    bias: bool = True  # biases in Linear layers and norms, as GPT-2 has
+    n_kv_head: int = 0  # key/value heads: 0 means n_head (multi-head), 1 multi-query, else grouped
+    mixer: str = "attention"  # how positions exchange information: a name from MIXERS
+    mlp: str = "swiglu"  # a name from MLPS
+    norm: str = "layernorm"  # a name from NORMS
+    position: str = "learned"  # learned, rope or none
+    block: str = "sequential"  # a name from BLOCKS
+    window: int = 0  # attend to at most this many latest positions (sliding window); 0: all
+    multiple_of: int = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
+    rope_theta: float = 10000.0  # the base of the rotary frequencies
+    layers: tuple[str, ...] = ()  # per-layer overrides, e.g. ("conv", "mixer=attention,window=64"); () for none
 
     def __post_init__(self):
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+        # A config read back from JSON has a list here; a tuple keeps the config hashable.
+        object.__setattr__(self, "layers", tuple(self.layers))
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "multiple_of"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
@@ -43,10 +55,75 @@ class GPTConfig:
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
                 f"pick n_embd a multiple of n_head (for example {self.n_head * 64})"
             )
+        if self.n_kv_head < 0 or self.n_head % self.kv_heads:
+            raise ValueError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (0 means n_head)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.mlp not in MLPS:
-            raise ValueError(f"unknown mlp {self.mlp!r}; valid names: {', '.join(sorted(MLPS))}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"unknown position {self.position!r}; valid names: {', '.join(POSITIONS)}")
+        if self.position == "rope" and self.head_size % 2:
+            raise ValueError(f"rope needs an even head size, got {self.head_size}")
+        NORMS.check(self.norm)
+        if self.layers and len(self.layers) != self.n_layer:
+            raise ValueError(f"layers lists {len(self.layers)} layer specs but n_layer={self.n_layer}")
+        self.layer_specs()  # checks every per-layer name
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    def layer_specs(self) -> list[dict]:
+        """What each layer is made of: the config's choices, with that layer's overrides.
+
+        A spec is "NAME" (the mixer) or "key=value,..." over the keys mixer, mlp, block, window.
+        """
+        default = {"mixer": self.mixer, "mlp": self.mlp, "block": self.block, "window": self.window}
+        specs = []
+        for text in self.layers or [""] * self.n_layer:
+            spec = dict(default)
+            for part in filter(None, text.split(",")):
+                key, eq, value = part.partition("=")
+                if not eq:
+                    key, value = "mixer", key
+                if key not in default:
+                    raise ValueError(f"layer spec {text!r}: unknown option {key!r}; accepted: {', '.join(default)}")
+                if key == "window" and not value.isdigit():
+                    raise ValueError(f"layer spec {text!r}: window must be a whole number, got {value!r}")
+                spec[key] = int(value) if key == "window" else value
+            for key, registry in (("mixer", MIXERS), ("mlp", MLPS), ("block", BLOCKS)):
+                registry.check(spec[key])
+            specs.append(spec)
+        return specs
+
+
+class Registry(dict):
+    """Components by name. A new one registers with one line, `@MIXERS.register("name")`, from
+    any file; a wrong name fails listing the valid ones."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def register(self, name: str):
+        def add(component):
+            if self.get(name, component) is not component:
+                raise ValueError(f"{self.kind} {name!r} is already registered to {self[name].__name__}")
+            self[name] = component
+            return component
+
+        return add
+
+    def check(self, name: str) -> None:
+        if name not in self:
+            raise ValueError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self)}")
+
+
+MIXERS, MLPS, NORMS, BLOCKS = Registry("mixer"), Registry("mlp"), Registry("norm"), Registry("block")
+POSITIONS = ("learned", "rope", "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +161,7 @@ class Embedding(eqx.Module):
         return self.weight[idx]
 
 
+@NORMS.register("layernorm")
 class LayerNorm(eqx.Module):
     """LayerNorm with an optional bias (PyTorch's has no such switch), always computed in fp32."""
 
@@ -107,60 +185,184 @@ class LayerNorm(eqx.Module):
         return y.astype(x.dtype)
 
 
-class CausalSelfAttention(eqx.Module):
-    """Each position mixes in information from itself and the positions before it, never after."""
+@NORMS.register("rmsnorm")
+class RMSNorm(eqx.Module):
+    """LLaMA's norm: scale by the root mean square only (no mean, no bias), in fp32."""
 
-    c_attn: Linear  # q, k and v for all heads in one fused projection
+    weight: Float[Array, " C"]
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, dim: int, bias: bool, eps: float = 1e-5):
+        del bias  # RMSNorm has none; the argument keeps every norm built the same way
+        self.weight = jnp.ones((dim,))
+        self.eps = eps
+
+    def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps) * self.weight
+        return y.astype(x.dtype)
+
+
+def rotate(x: Float[Array, "T H D"], positions: Int[Array, " T"], theta: float) -> Float[Array, "T H D"]:
+    """Rotary position embedding (RoPE): turn each feature pair (i, i + D/2) by an angle that
+    grows with the position, so that q . k depends only on how far apart two positions are."""
+    half = x.shape[-1] // 2
+    freqs = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions[:, None].astype(jnp.float32) * freqs  # (T, D/2)
+    cos, sin = jnp.cos(angles)[:, None, :], jnp.sin(angles)[:, None, :]
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixers: how positions exchange information. Each one runs a whole sequence (training) or a
+# few new positions against a cache of the earlier ones (generation, `decode`).
+
+
+class KVCache(eqx.Module):
+    """Attention's keys and values for every position so far, preallocated to block_size.
+
+    Stacked like the layers that use it, one slice each; layer i reads and writes slice i.
+    """
+
+    k: Float[Array, "L Hkv D S"]  # kept (head_size, S), the layout the score matmul reads
+    v: Float[Array, "L Hkv S D"]
+
+
+@MIXERS.register("attention")
+class CausalSelfAttention(eqx.Module):
+    """Each position mixes in information from itself and the positions before it, never after.
+
+    With n_kv_head < n_head, groups of query heads share one key/value head (grouped-query
+    attention; multi-query at 1), which shrinks the KV cache. With a window, a position sees
+    only that many latest positions.
+    """
+
+    c_attn: Linear  # queries for all heads, then keys and values, in one fused projection
     c_proj: Linear  # back to the residual stream; one of the two "residual projections"
     resid_dropout: eqx.nn.Dropout
     n_head: int = eqx.field(static=True)
+    n_kv_head: int = eqx.field(static=True)
+    window: int = eqx.field(static=True)
+    rope_theta: float | None = eqx.field(static=True)  # None: no rotary embedding
 
-    def __init__(self, config: GPTConfig):
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, config.bias)
+    def __init__(self, config: GPTConfig, spec: dict):
+        kv_width = 2 * config.kv_heads * config.head_size
+        self.c_attn = Linear(config.n_embd, config.n_embd + kv_width, config.bias)
         self.c_proj = Linear(config.n_embd, config.n_embd, config.bias)
         self.resid_dropout = eqx.nn.Dropout(config.dropout)
-        self.n_head = config.n_head
+        self.n_head, self.n_kv_head, self.window = config.n_head, config.kv_heads, spec["window"]
+        self.rope_theta = config.rope_theta if config.position == "rope" else None
 
-    def heads(self, x: Float[Array, "T C"]) -> tuple[Float[Array, "T H D"], ...]:
-        """Queries, keys and values, split into heads: (T, C) -> three (T, heads, head_size)."""
+    def heads(
+        self, x: Float[Array, "T C"], positions: Int[Array, " T"]
+    ) -> tuple[Float[Array, "T H D"], Float[Array, "T Hkv D"], Float[Array, "T Hkv D"]]:
+        """Queries, keys and values, split into heads (rotated, with RoPE)."""
         T, C = x.shape
-        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)
-        return tuple(a.reshape(T, self.n_head, C // self.n_head) for a in (q, k, v))
+        D = C // self.n_head
+        q, k, v = jnp.split(self.c_attn(x), [C, C + self.n_kv_head * D], axis=-1)
+        q, k, v = q.reshape(T, self.n_head, D), k.reshape(T, -1, D), v.reshape(T, -1, D)
+        if self.rope_theta is not None:
+            q, k = rotate(q, positions, self.rope_theta), rotate(k, positions, self.rope_theta)
+        return q, k, v
 
     @jax.named_scope("attn")
     def __call__(
         self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, "T C"]:
-        q, k, v = self.heads(x)
-        # Softmax runs in fp32 inside even for bf16 inputs. The fused kernel has no dropout on
-        # the attention weights, so (unlike nanoGPT) dropout acts on the residual branches only.
-        y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+        q, k, v = self.heads(x, jnp.arange(x.shape[0]))
+        # Softmax runs in fp32 inside even for bf16 inputs, and fewer key/value heads than
+        # query heads are supported as is. The fused kernel has no dropout on the attention
+        # weights, so (unlike nanoGPT) dropout acts on the residual branches only.
+        window = (self.window - 1, 0) if self.window else None
+        y = jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=window)
         return self.resid_dropout(self.c_proj(y.reshape(x.shape)), key=key)
 
+    @staticmethod
+    def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32) -> KVCache:
+        shape = (n, config.kv_heads, config.head_size, config.block_size)
+        return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype).swapaxes(-1, -2))
+
     def decode(
-        self, x: Float[Array, "T C"], cache: "KVCache", layer: Int[Array, ""], pos: Int[Array, ""]
-    ) -> tuple[Float[Array, "T C"], "KVCache"]:
+        self, x: Float[Array, "T C"], cache: KVCache, layer: Int[Array, ""], pos: Int[Array, ""]
+    ) -> tuple[Float[Array, "T C"], KVCache]:
         """Attention for T new tokens at positions pos..pos+T-1, against every earlier key.
 
-        The new keys and values are written into this layer's slice of the cache first; query
-        i may then look at slots 0..pos+i. Later slots hold stale or padding entries: masked.
+        The new keys and values go into this layer's slice of the cache first; query i may
+        then look at slots up to pos+i. Later slots hold stale or padding entries: masked.
         """
-        q, k, v = self.heads(x)
-        # Keys are kept as (heads, head_size, S) and values as (heads, S, head_size): the
-        # layouts in which the two matmuls below read them without transposing every token.
+        T, C = x.shape
+        positions = pos + jnp.arange(T)
+        q, k, v = self.heads(x, positions)
         cache = KVCache(
             jax.lax.dynamic_update_slice(cache.k, k.transpose(1, 2, 0)[None].astype(cache.k.dtype), (layer, 0, 0, pos)),
             jax.lax.dynamic_update_slice(cache.v, v.swapaxes(0, 1)[None].astype(cache.v.dtype), (layer, 0, pos, 0)),
         )
         keys, values = cache.k[layer].astype(q.dtype), cache.v[layer].astype(q.dtype)
-        T, S = x.shape[0], values.shape[1]
-        visible = jnp.arange(S)[None, :] <= pos + jnp.arange(T)[:, None]
-        scores = jnp.einsum("thd,hds->hts", q, keys) / math.sqrt(q.shape[-1])
+        slots = jnp.arange(keys.shape[-1])[None, :]
+        visible = slots <= positions[:, None]
+        if self.window:
+            visible &= slots > positions[:, None] - self.window
+        # Query head h uses key/value head h // group, as dot_product_attention pairs them.
+        D = C // self.n_head
+        q = q.reshape(T, self.n_kv_head, self.n_head // self.n_kv_head, D)
+        scores = jnp.einsum("tkgd,kds->kgts", q, keys) / math.sqrt(D)
         weights = jax.nn.softmax(jnp.where(visible, scores.astype(jnp.float32), -jnp.inf), axis=-1)
-        y = jnp.einsum("hts,hsd->thd", weights.astype(q.dtype), values)
-        return self.c_proj(y.reshape(x.shape)), cache
+        y = jnp.einsum("kgts,ksd->tkgd", weights.astype(q.dtype), values)
+        return self.c_proj(y.reshape(T, C)), cache
 
 
+class ConvCache(eqx.Module):
+    """The causal convolution's memory: every input so far, after kernel_size - 1 zeros."""
+
+    x: Float[Array, "L S C"]
+
+
+@MIXERS.register("conv")
+class CausalConv(eqx.Module):
+    """A causal depthwise convolution: each channel mixes its own last kernel_size positions.
+
+    Far cheaper than attention and purely local; interleaved with attention layers it makes a
+    hybrid model. The kernel starts as the identity (each position sees only itself).
+    """
+
+    kernel: Float[Array, "K C"]
+    c_proj: Linear
+    resid_dropout: eqx.nn.Dropout
+
+    def __init__(self, config: GPTConfig, spec: dict, kernel_size: int = 4):
+        self.kernel = jnp.zeros((kernel_size, config.n_embd)).at[0].set(1.0)
+        self.c_proj = Linear(config.n_embd, config.n_embd, config.bias)
+        self.resid_dropout = eqx.nn.Dropout(config.dropout)
+
+    def mix(self, padded: Float[Array, "P C"], T: int) -> Float[Array, "T C"]:
+        """Output t from padded inputs t .. t + K - 1 (the input at t and the K - 1 before it)."""
+        K = self.kernel.shape[0]
+        return sum(self.kernel[j] * padded[K - 1 - j : K - 1 - j + T] for j in range(K))
+
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
+        padded = jnp.concatenate([jnp.zeros((self.kernel.shape[0] - 1, x.shape[1]), x.dtype), x])
+        return self.resid_dropout(self.c_proj(self.mix(padded, x.shape[0])), key=key)
+
+    @staticmethod
+    def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32, kernel_size: int = 4) -> ConvCache:
+        return ConvCache(jnp.zeros((n, config.block_size + kernel_size - 1, config.n_embd), dtype))
+
+    def decode(
+        self, x: Float[Array, "T C"], cache: ConvCache, layer: Int[Array, ""], pos: Int[Array, ""]
+    ) -> tuple[Float[Array, "T C"], ConvCache]:
+        K = self.kernel.shape[0]
+        # Position p lives at index p + K - 1, after the zeros; the new inputs go in first.
+        cache = ConvCache(jax.lax.dynamic_update_slice(cache.x, x[None].astype(cache.x.dtype), (layer, pos + K - 1, 0)))
+        recent = jax.lax.dynamic_slice(cache.x[layer], (pos, 0), (x.shape[0] + K - 1, x.shape[1]))
+        return self.c_proj(self.mix(recent.astype(x.dtype), x.shape[0])), cache
+
+
+# ---------------------------------------------------------------------------------------------
+# MLPs: what each position computes on its own.
+
+
+@MLPS.register("gelu")
 class GeluMLP(eqx.Module):
     """GPT-2's feed-forward layer: widen 4x, GELU (tanh approximation, as GPT-2), project back."""
 
@@ -168,7 +370,7 @@ class GeluMLP(eqx.Module):
     c_proj: Linear
     dropout: eqx.nn.Dropout
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, spec: dict):
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, config.bias)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, config.bias)
         self.dropout = eqx.nn.Dropout(config.dropout)
@@ -181,12 +383,14 @@ class GeluMLP(eqx.Module):
         return self.dropout(self.c_proj(h), key=key)
 
 
-def swiglu_hidden(n_embd: int) -> int:
+def swiglu_hidden(n_embd: int, multiple_of: int = 1) -> int:
     """SwiGLU has three matrices where GELU's MLP has two of width 4C; 3·H·C = 8·C² gives
-    H = 8C/3 (2048 at C = 768), so both MLPs hold the same number of weights."""
-    return round(8 * n_embd / 3)
+    H = 8C/3 (2048 at C = 768), so both MLPs hold the same number of weights. LLaMA then
+    rounds H up to a multiple of `multiple_of` (11008 at C = 4096 with 256)."""
+    return multiple_of * -(-round(8 * n_embd / 3) // multiple_of)
 
 
+@MLPS.register("swiglu")
 class SwiGLU(eqx.Module):
     """The gated MLP of PaLM and LLaMA: silu(x W_gate) * (x W_up), then project back."""
 
@@ -194,8 +398,8 @@ class SwiGLU(eqx.Module):
     c_proj: Linear
     dropout: eqx.nn.Dropout
 
-    def __init__(self, config: GPTConfig):
-        hidden = swiglu_hidden(config.n_embd)
+    def __init__(self, config: GPTConfig, spec: dict):
+        hidden = swiglu_hidden(config.n_embd, config.multiple_of)
         self.c_fc = Linear(config.n_embd, 2 * hidden, config.bias)
         self.c_proj = Linear(hidden, config.n_embd, config.bias)
         self.dropout = eqx.nn.Dropout(config.dropout)
@@ -208,22 +412,24 @@ class SwiGLU(eqx.Module):
         return self.dropout(self.c_proj(jax.nn.silu(gate) * up), key=key)
 
 
-MLPS = {"gelu": GeluMLP, "swiglu": SwiGLU}
+# ---------------------------------------------------------------------------------------------
+# Blocks: a mixer and an MLP, each behind a norm, added to the residual stream.
 
 
+@BLOCKS.register("sequential")
 class Block(eqx.Module):
     """One transformer layer: pre-norm attention, then pre-norm MLP, each added to the stream."""
 
-    ln_1: LayerNorm
-    attn: CausalSelfAttention
-    ln_2: LayerNorm
-    mlp: GeluMLP | SwiGLU
+    ln_1: eqx.Module
+    attn: eqx.Module  # the mixer (attention unless the config names another); nanoGPT's name
+    ln_2: eqx.Module
+    mlp: eqx.Module
 
-    def __init__(self, config: GPTConfig):
-        self.ln_1 = LayerNorm(config.n_embd, config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, config.bias)
-        self.mlp = MLPS[config.mlp](config)
+    def __init__(self, config: GPTConfig, spec: dict):
+        self.ln_1 = NORMS[config.norm](config.n_embd, config.bias)
+        self.attn = MIXERS[spec["mixer"]](config, spec)
+        self.ln_2 = NORMS[config.norm](config.n_embd, config.bias)
+        self.mlp = MLPS[spec["mlp"]](config, spec)
 
     def __call__(
         self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
@@ -232,13 +438,38 @@ class Block(eqx.Module):
         x = x + self.attn(self.ln_1(x), key=attn_key)
         return x + self.mlp(self.ln_2(x), key=mlp_key)
 
-    def decode(
-        self, x: Float[Array, "T C"], cache: "KVCache", layer: Int[Array, ""], pos: Int[Array, ""]
-    ) -> tuple[Float[Array, "T C"], "KVCache"]:
-        """The same layer for generation: attention reads and extends the cache."""
-        attended, cache = self.attn.decode(self.ln_1(x), cache, layer, pos)
-        x = x + attended
+    def decode(self, x: Float[Array, "T C"], cache, layer: Int[Array, ""], pos: Int[Array, ""]):
+        """The same layer for generation: the mixer reads and extends the cache."""
+        mixed, cache = self.attn.decode(self.ln_1(x), cache, layer, pos)
+        x = x + mixed
         return x + self.mlp(self.ln_2(x)), cache
+
+
+@BLOCKS.register("parallel")
+class ParallelBlock(eqx.Module):
+    """GPT-J's and CodeGen's layer: mixer and MLP read the same normed input, side by side,
+    and both add to the stream; one norm instead of two, and the two matmuls can overlap."""
+
+    ln_1: eqx.Module
+    attn: eqx.Module
+    mlp: eqx.Module
+
+    def __init__(self, config: GPTConfig, spec: dict):
+        self.ln_1 = NORMS[config.norm](config.n_embd, config.bias)
+        self.attn = MIXERS[spec["mixer"]](config, spec)
+        self.mlp = MLPS[spec["mlp"]](config, spec)
+
+    def __call__(
+        self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "T C"]:
+        attn_key, mlp_key = jax.random.split(key) if key is not None else (None, None)
+        h = self.ln_1(x)
+        return x + self.attn(h, key=attn_key) + self.mlp(h, key=mlp_key)
+
+    def decode(self, x: Float[Array, "T C"], cache, layer: Int[Array, ""], pos: Int[Array, ""]):
+        h = self.ln_1(x)
+        mixed, cache = self.attn.decode(h, cache, layer, pos)
+        return x + mixed + self.mlp(h), cache
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,33 +479,54 @@ class Block(eqx.Module):
 class GPT(eqx.Module):
     """Tokens in, next-token logits out, for one sequence.
 
-    `h` is ONE Block whose every array has an extra leading axis of length n_layer: the layers
-    are stacked, and `jax.lax.scan` runs them in turn. XLA then compiles one layer, not
-    n_layer copies, so compile time does not grow with depth.
+    When every layer is alike, `h` is ONE block whose every array has an extra leading axis
+    of length n_layer: the layers are stacked, and `jax.lax.scan` runs them in turn. XLA then
+    compiles one layer, not n_layer copies, so compile time does not grow with depth. A
+    heterogeneous stack (config.layers) is a tuple of blocks, run one after another.
     """
 
     wte: Embedding  # token embeddings; also the output head (weight tying)
-    wpe: Embedding  # learned position embeddings
+    wpe: Embedding | None  # learned position embeddings (None with rope or no positions)
     drop: eqx.nn.Dropout
-    h: Block  # n_layer blocks, stacked
-    ln_f: LayerNorm
+    h: eqx.Module | tuple  # the blocks: stacked, or a tuple when layers differ
+    ln_f: eqx.Module
     config: GPTConfig = eqx.field(static=True)
 
     def __init__(self, config: GPTConfig, *, key: PRNGKeyArray):
         embed_key, blocks_key = jax.random.split(key)
         self.config = config
+        learned = config.position == "learned"
         self.wte, self.wpe = init_weights(
-            (Embedding(config.vocab_size, config.n_embd), Embedding(config.block_size, config.n_embd)),
+            (Embedding(config.vocab_size, config.n_embd), Embedding(config.block_size, config.n_embd) if learned else None),
             embed_key,
             config.n_layer,
         )
         self.drop = eqx.nn.Dropout(config.dropout)
-        # filter_vmap over one key per layer builds n_layer blocks, each initialised from its
-        # own key, and returns them stacked along a new leading axis.
-        self.h = eqx.filter_vmap(lambda k: init_weights(Block(config), k, config.n_layer))(
-            jax.random.split(blocks_key, config.n_layer)
-        )
-        self.ln_f = LayerNorm(config.n_embd, config.bias)
+        specs = config.layer_specs()
+        keys = jax.random.split(blocks_key, config.n_layer)
+        new_block = lambda spec, k: init_weights(BLOCKS[spec["block"]](config, spec), k, config.n_layer)  # noqa: E731
+        if all(spec == specs[0] for spec in specs):
+            # filter_vmap over one key per layer builds n_layer blocks, each initialised from
+            # its own key, and returns them stacked along a new leading axis.
+            self.h = eqx.filter_vmap(lambda k: new_block(specs[0], k))(keys)
+        else:
+            self.h = tuple(new_block(spec, k) for spec, k in zip(specs, keys))
+        self.ln_f = NORMS[config.norm](config.n_embd, config.bias)
+
+    @property
+    def stacked(self) -> bool:
+        return not isinstance(self.h, tuple)
+
+    def embed(self, idx: Int[Array, " T"], pos) -> Float[Array, "T C"]:
+        """Token embeddings, plus learned position embeddings for positions pos, pos + 1, ..."""
+        x = self.wte(idx)
+        # jnp.arange gives int32 positions: no need for 64-bit integers (jax_enable_x64).
+        return x if self.wpe is None else x + self.wpe(pos + jnp.arange(idx.shape[0]))
+
+    def head(self, x: Float[Array, "T C"]) -> Float[Array, "T V"]:
+        # The head is the token embedding matrix itself: one array, used twice, so an
+        # optimizer update moves both uses together. Logits leave in fp32 for the softmax.
+        return (self.ln_f(x) @ self.wte.weight.T).astype(jnp.float32)
 
     def __call__(
         self, idx: Int[Array, " T"], *, key: PRNGKeyArray | None = None
@@ -287,8 +539,11 @@ class GPT(eqx.Module):
         if key is not None:
             drop_key, blocks_key = jax.random.split(key)
             layer_keys = jax.random.split(blocks_key, self.config.n_layer)
-        # jnp.arange gives int32 positions: no need for 64-bit integers (jax_enable_x64).
-        x = self.drop(self.wte(idx) + self.wpe(jnp.arange(T)), key=drop_key)
+        x = self.drop(self.embed(idx, 0), key=drop_key)
+        if not self.stacked:
+            for i, block in enumerate(self.h):
+                x = block(x, key=None if key is None else layer_keys[i])
+            return self.head(x)
 
         # scan needs the arrays (sliced per layer) apart from the rest (shared by all layers).
         block_arrays, block_rest = eqx.partition(self.h, eqx.is_array)
@@ -298,18 +553,27 @@ class GPT(eqx.Module):
             return eqx.combine(arrays, block_rest)(x, key=layer_key), None
 
         x, _ = jax.lax.scan(run_layer, x, (block_arrays, layer_keys))
-        x = self.ln_f(x)
-        # The head is the token embedding matrix itself: one array, used twice, so an
-        # optimizer update moves both uses together. Logits leave in fp32 for the softmax.
-        return (x @ self.wte.weight.T).astype(jnp.float32)
+        return self.head(x)
 
-    def decode(
-        self, idx: Int[Array, " T"], cache: "KVCache", pos: Int[Array, ""]
-    ) -> tuple[Float[Array, "T V"], "KVCache"]:
+    def empty_cache(self, dtype=jnp.float32):
+        """The generation cache for this model, preallocated to block_size: one stacked cache
+        for a stack of alike layers, one per layer otherwise (each mixer defines its own)."""
+        if self.stacked:
+            return type(self.h.attn).empty_cache(self.config, self.config.n_layer, dtype)
+        return tuple(type(block.attn).empty_cache(self.config, 1, dtype) for block in self.h)
+
+    def decode(self, idx: Int[Array, " T"], cache, pos: Int[Array, ""]) -> tuple[Float[Array, "T V"], object]:
         """Logits for T new tokens at positions pos..pos+T-1, given the cache of the earlier
         ones; returns the cache extended by them. Prefill is T = prompt length at pos = 0,
         each decoding step is T = 1. No dropout: generation runs in inference mode."""
-        x = self.wte(idx) + self.wpe(pos + jnp.arange(idx.shape[0]))
+        x = self.embed(idx, pos)
+        if not self.stacked:
+            caches = []
+            for block, layer_cache in zip(self.h, cache):
+                x, layer_cache = block.decode(x, layer_cache, 0, pos)
+                caches.append(layer_cache)
+            return self.head(x), tuple(caches)
+
         block_arrays, block_rest = eqx.partition(self.h, eqx.is_array)
 
         def run_layer(carry, layer):
@@ -321,7 +585,7 @@ class GPT(eqx.Module):
         # place; scanning over slices of it instead would copy every layer's cache per token.
         layers = (block_arrays, jnp.arange(self.config.n_layer))
         (x, cache), _ = jax.lax.scan(run_layer, (x, cache), layers)
-        return (self.ln_f(x) @ self.wte.weight.T).astype(jnp.float32), cache
+        return self.head(x), cache
 
     def get_num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counted once each. With non_embedding=True the position embeddings are
@@ -329,27 +593,7 @@ class GPT(eqx.Module):
         # Shapes are enough, so this also counts a model made by eqx.filter_eval_shape,
         # which allocates nothing (handy for sizing gpt2-xl).
         n = sum(x.size for x in jax.tree.leaves(self) if isinstance(x, (jax.Array, jax.ShapeDtypeStruct)))
-        return n - self.wpe.weight.size if non_embedding else n
-
-
-# ---------------------------------------------------------------------------------------------
-# The KV cache: what generation keeps so that each new token costs one position, not T.
-
-
-class KVCache(eqx.Module):
-    """Keys and values of every position so far, preallocated to block_size (static shapes).
-
-    Stacked like the blocks, one slice per layer; layer i reads and writes slice i.
-    """
-
-    k: Float[Array, "L H D S"]
-    v: Float[Array, "L H S D"]
-
-    @classmethod
-    def empty(cls, config: GPTConfig, dtype=jnp.float32) -> "KVCache":
-        L, H, S = config.n_layer, config.n_head, config.block_size
-        D = config.n_embd // H
-        return cls(jnp.zeros((L, H, D, S), dtype), jnp.zeros((L, H, S, D), dtype))
+        return n - self.wpe.weight.size if non_embedding and self.wpe is not None else n
 
 
 def init_weights(module, key: PRNGKeyArray, n_layer: int):

@@ -7,6 +7,7 @@ Settings are the globals below, overridden by config files and then by --key=val
 continues from there exactly as if training had never stopped.
 """
 
+import dataclasses
 import json
 import math
 import time
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from configurator import configure
-from helpers import checkpoint, hf
+from helpers import archs, checkpoint, hf
 from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
@@ -44,13 +45,23 @@ dataset = "python_docs_char"  # a folder under data/, or a path to one: train.bi
 gradient_accumulation_steps = 1  # micro-batches per optimizer step
 batch_size = 12  # sequences per micro-batch
 block_size = 1024  # tokens per sequence
-# model
+# model (the fields of model.GPTConfig; vocab_size comes from the dataset)
+arch = ""  # a preset from helpers/archs.py, applied before --key=value; --arch=help lists them
 n_layer = 12  # transformer blocks
 n_head = 12  # attention heads per block
+n_kv_head = 0  # key/value heads: 0 = n_head; 1 = multi-query; a divisor of n_head = grouped
 n_embd = 768  # width of the residual stream
 dropout = 0.0  # dropout probability; 0.0 for pretraining, 0.1+ for finetuning
-bias = False  # biases in Linear layers and LayerNorms
+bias = False  # biases in Linear layers and norms
+mixer = "attention"  # how positions exchange information: attention or conv
 mlp = "swiglu"  # feed-forward layer: swiglu or gelu
+norm = "layernorm"  # layernorm or rmsnorm
+position = "learned"  # position information: learned, rope or none
+block = "sequential"  # sequential (pre-norm) or parallel (GPT-J)
+window = 0  # sliding-window attention over this many latest positions; 0 = all
+multiple_of = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
+rope_theta = 10000.0  # base of the rotary frequencies
+layers = ()  # per-layer overrides, one per layer, e.g. '("attention", "conv")' or "mixer=conv,mlp=gelu"
 # AdamW optimizer
 learning_rate = 6e-4  # peak learning rate
 max_iters = 600000  # optimizer steps in total
@@ -88,14 +99,31 @@ def check_settings(settings: dict) -> None:
 
 
 def model_config(settings: dict, vocab_size: int) -> GPTConfig:
+    """The model the settings describe; the dataset fixes the vocabulary."""
+    fields = {f.name: settings[f.name] for f in dataclasses.fields(GPTConfig) if f.name in settings}
     try:
-        return GPTConfig(
-            block_size=settings["block_size"], vocab_size=vocab_size, n_layer=settings["n_layer"],
-            n_head=settings["n_head"], n_embd=settings["n_embd"], dropout=settings["dropout"],
-            bias=settings["bias"], mlp=settings["mlp"],
-        )
+        return GPTConfig(**fields | {"vocab_size": vocab_size})
     except ValueError as error:
         raise UserError(str(error)) from None
+
+
+def arch_preset(settings: dict) -> dict:
+    """The model fields of the --arch preset (vocab_size aside: the dataset fixes it);
+    --arch=help lists the presets and exits."""
+    if not settings["arch"]:
+        return {}
+    if settings["arch"] == "help":
+        print(archs.describe())
+        raise SystemExit(0)
+    try:
+        archs.ARCHS.check(settings["arch"])
+    except ValueError as error:
+        raise UserError(f"{error} (--arch=help describes them)") from None
+    return {k: v for k, v in archs.ARCHS[settings["arch"]]().items() if k != "vocab_size"}
+
+
+def config_table(config: GPTConfig) -> str:
+    return "\n".join(f"  {f.name:<12} {getattr(config, f.name)!r}" for f in dataclasses.fields(config))
 
 
 def append_log(path: Path, record: dict) -> None:
@@ -105,7 +133,7 @@ def append_log(path: Path, record: dict) -> None:
 
 @report_user_errors
 def main():
-    settings = configure(globals())
+    settings = configure(globals(), preset=arch_preset)
     check_settings(settings)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -148,6 +176,7 @@ def main():
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
     data_seed = int(state["data_seed"])
 
+    print("model:\n" + config_table(config))
     n_params = model.get_num_params()
     tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size
     flops_per_iter = flops_per_token(config, n_params) * tokens_per_iter

@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from helpers.errors import UserError
-from model import GPT, KVCache
+from model import GPT
 
 MIN_BUCKET = 16  # prompts are padded to a power of two at least this long
 
@@ -91,7 +91,7 @@ class Decoding(NamedTuple):
     steps: Int[Array, ""]  # tokens generated so far
     key: PRNGKeyArray
     logits: Float[Array, "B V"]  # the model's prediction for the next token
-    cache: KVCache
+    cache: object  # the model's generation cache (see GPT.empty_cache)
     history: Int[Array, "B N"]  # the (cropped) prompt, then every new token
     length: Int[Array, ""]  # tokens in history
     window: Int[Array, ""]  # tokens in the cache: what the model sees
@@ -153,7 +153,7 @@ def _generate(
         return jax.lax.cond(running(s), crop, lambda s: s, s)
 
     # Every row starts from the same prompt: prefill it once and copy the cache per row.
-    prompt_logits, cache = model.decode(prompt, KVCache.empty(model.config), jnp.int32(0))
+    prompt_logits, cache = model.decode(prompt, model.empty_cache(), jnp.int32(0))
     history_len = max(prompt.shape[0] + max_new_tokens, block_size)
     start = Decoding(
         steps=jnp.int32(0),

@@ -177,14 +177,20 @@ def load_gpt2(hf_dir: Path, block_size: int | None = None, dropout: float = 0.0)
 def save_gpt2(model: GPT, out_dir: Path) -> None:
     """Write `model` as an HF GPT-2 directory that GPT2LMHeadModel.from_pretrained loads.
 
-    Only what GPT-2 can express exports: the GELU MLP. A model without biases exports zero
-    biases, which compute the same thing.
+    Only what GPT-2 can express exports (GELU, LayerNorm, learned positions, full multi-head
+    attention). A model without biases exports zero biases, which compute the same thing.
     """
     from safetensors.numpy import save_file
 
     config = model.config
-    if config.mlp != "gelu":
-        raise HFError(f"only mlp='gelu' models export to GPT-2 (this one has mlp={config.mlp!r})")
+    gpt2_choices = {"mlp": "gelu", "norm": "layernorm", "position": "learned", "block": "sequential",
+                    "mixer": "attention", "window": 0, "layers": ()}
+    differ = [f"{k}={getattr(config, k)!r}" for k, v in gpt2_choices.items() if getattr(config, k) != v]
+    if config.kv_heads != config.n_head:
+        differ.append(f"n_kv_head={config.n_kv_head}")
+    if differ:
+        raise HFError(f"GPT-2 cannot express this model ({', '.join(differ)}); only GPT-2's own "
+                      f"architecture exports: {', '.join(f'{k}={v!r}' for k, v in gpt2_choices.items())}")
     tensors = {}
     for name in TOP_PARAMS:
         tensors[name] = _array_or_zeros(get_path(model, name), (config.n_embd,))

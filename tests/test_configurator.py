@@ -74,3 +74,12 @@ def test_help_lists_every_key_with_its_meaning(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "--alpha" in out and "how much alpha" in out and "the beta name" in out
     assert descriptions(str(script)) == {"alpha": "how much alpha", "beta": "the beta name"}
+
+
+def test_a_preset_sits_between_defaults_and_explicit_settings(tmp_path):
+    config = tmp_path / "c.py"
+    config.write_text("learning_rate = 1e-2\n")
+    preset = lambda settings: {"batch_size": 64, "learning_rate": 5e-3} if settings["dataset"] == "big" else {}  # noqa: E731
+    settings = configure(namespace(), [str(config), "--dataset=big"], preset=preset)
+    assert settings["batch_size"] == 64  # the preset beat the default
+    assert settings["learning_rate"] == 1e-2  # the config file beat the preset

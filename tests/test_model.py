@@ -1,4 +1,5 @@
 import math
+import re
 
 import equinox as eqx
 import jax
@@ -8,7 +9,7 @@ import pytest
 
 from helpers.optim import lr_schedule, make_optimizer
 from helpers.training import make_step
-from model import GPT, GPTConfig, KVCache, swiglu_hidden
+from model import MIXERS, GPT, CausalConv, CausalSelfAttention, GPTConfig, swiglu_hidden
 
 SMALL = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32)
 
@@ -121,15 +122,97 @@ def test_sequence_longer_than_block_size_is_rejected():
         model(jnp.zeros(17, jnp.int32))
 
 
-@pytest.mark.parametrize("mlp, bias", [("swiglu", False), ("gelu", True)])
-def test_decode_with_a_cache_equals_the_full_forward(mlp, bias):
-    config = GPTConfig(block_size=32, vocab_size=50, n_layer=3, n_head=4, n_embd=32, mlp=mlp, bias=bias)
-    model = GPT(config, key=jax.random.key(0))
+# One variant per component (and a few combinations): every test below runs on each.
+VARIANTS = {
+    "gpt2": dict(mlp="gelu", bias=True),
+    "swiglu": dict(mlp="swiglu"),
+    "rmsnorm-rope-gqa": dict(norm="rmsnorm", position="rope", n_kv_head=2),
+    "multi-query": dict(n_kv_head=1, position="none"),
+    "window": dict(window=5),
+    "parallel": dict(block="parallel"),
+    "conv": dict(mixer="conv"),
+    "hybrid": dict(layers=("attention", "conv", "mixer=attention,window=4,mlp=gelu")),
+}
+
+
+def variant(name: str, **extra) -> GPT:
+    config = GPTConfig(block_size=24, vocab_size=50, n_layer=3, n_head=4, n_embd=32, **VARIANTS[name] | extra)
+    return GPT(config, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_component_is_causal_and_shape_correct(name):
+    model = variant(name)
+    idx = jax.random.randint(jax.random.key(1), (24,), 0, 50)
+    logits = model(idx)
+    assert logits.shape == (24, 50) and np.isfinite(logits).all()
+    for t in (0, 7, 22):
+        changed = model(idx.at[t + 1].set((idx[t + 1] + 1) % 50))
+        np.testing.assert_allclose(changed[: t + 1], logits[: t + 1], atol=1e-6)
+        assert not np.allclose(changed[t + 1], logits[t + 1])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_decode_with_a_cache_equals_the_full_forward(name):
+    model = variant(name)
     idx = jax.random.randint(jax.random.key(1), (20,), 0, 50)
     # A 12-token prefill into an empty cache, then one token at a time.
-    logits, cache = model.decode(idx[:12], KVCache.empty(config), jnp.int32(0))
+    logits, cache = model.decode(idx[:12], model.empty_cache(), jnp.int32(0))
     steps = [logits]
     for pos in range(12, 20):
         logits, cache = model.decode(idx[pos:pos + 1], cache, jnp.int32(pos))
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps), model(idx), atol=1e-5)
+
+
+def test_a_window_limits_how_far_back_a_position_sees():
+    model = variant("window")  # window=5: position t sees t-4 .. t
+    idx = jax.random.randint(jax.random.key(1), (24,), 0, 50)
+    # One layer of window 5 reaches 4 back; three layers reach 12 back, and no further.
+    far = model(idx.at[3].set((idx[3] + 1) % 50))
+    np.testing.assert_allclose(far[16:], model(idx)[16:], atol=1e-6)
+    assert not np.allclose(far[15], model(idx)[15])
+
+
+def test_llama_width_rule():
+    assert swiglu_hidden(4096, multiple_of=256) == 11008
+    assert swiglu_hidden(288, multiple_of=32) == 768  # llama2.c's 15M model
+    assert swiglu_hidden(768) == 2048
+
+
+def test_a_hybrid_attention_conv_stack_trains():
+    config = GPTConfig(block_size=16, vocab_size=30, n_layer=4, n_head=2, n_embd=32,
+                       layers=("attention", "conv", "attention", "conv"))
+    optimizer = make_optimizer(lr_schedule(3e-3, 5, 40, 3e-4, True), 0.1, 0.9, 0.95, 1.0)
+    model = GPT(config, key=jax.random.key(0))
+    assert isinstance(model.h, tuple) and [type(b.attn).__name__ for b in model.h] == \
+        ["CausalSelfAttention", "CausalConv", "CausalSelfAttention", "CausalConv"]
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    seq = (jax.random.randint(jax.random.key(3), (1, 16, 1), 0, 30) + jnp.arange(17)) % 30
+    x, y = seq[..., :-1], seq[..., 1:]
+    losses = []
+    for step in range(40):
+        model, opt_state, loss = make_step(model, opt_state, x, y, jax.random.key(step), optimizer)
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layers": ("attention",) * 2}, "layers lists 2 layer specs but n_layer=3"),
+    ({"layers": ("attention", "lstm", "conv")}, "unknown mixer 'lstm'; valid names: attention, conv"),
+    ({"layers": ("attention", "heads=3", "conv")}, "unknown option 'heads'; accepted: mixer, mlp, block, window"),
+    ({"norm": "batchnorm"}, "unknown norm 'batchnorm'; valid names: layernorm, rmsnorm"),
+    ({"block": "recurrent"}, "unknown block 'recurrent'; valid names: sequential, parallel"),
+    ({"position": "alibi"}, "valid names: learned, rope, none"),
+    ({"n_kv_head": 3}, "n_kv_head=3 must divide n_head=4"),
+])
+def test_component_errors_list_the_valid_choices(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GPTConfig(n_layer=3, n_head=4, n_embd=32, **kwargs)
+
+
+def test_registering_a_different_object_under_a_taken_name_fails():
+    MIXERS.register("attention")(CausalSelfAttention)  # the same object again: harmless
+    with pytest.raises(ValueError, match="already registered to CausalSelfAttention"):
+        MIXERS.register("attention")(CausalConv)
+    assert MIXERS["attention"] is CausalSelfAttention

@@ -1,0 +1,119 @@
+"""Named architectures: `python train.py --arch=NAME`, applied before any --key=value override.
+
+Each preset is a function returning GPTConfig fields, registered under its name; presets
+derive from one another by calling their parent and changing a few fields. The first line of
+the docstring is the preset's description in `--arch=help`. Counts there use each preset's own
+vocabulary (GPT-2's 50,257 tokens for the TinyStories sizes, whose llama2.c originals use
+smaller vocabularies, so ours have more embedding parameters). Register your own from any file:
+
+    from helpers.archs import ARCHS, gpt2
+
+    @ARCHS.register("gpt2-wide")
+    def gpt2_wide():
+        "GPT-2 small, twice as wide."
+        return gpt2() | {"n_embd": 1536}
+"""
+
+import equinox as eqx
+import jax
+
+from model import GPT, GPTConfig, Registry
+
+ARCHS = Registry("arch")
+
+
+def build(name: str, **overrides) -> GPTConfig:
+    """The one factory: a preset's config, with fields overridden."""
+    ARCHS.check(name)
+    return GPTConfig(**(ARCHS[name]() | overrides))
+
+
+def describe() -> str:
+    """One line per preset: name, parameter count (with the preset's vocabulary) and summary."""
+    lines = []
+    for name, preset in ARCHS.items():
+        skeleton = eqx.filter_eval_shape(GPT, GPTConfig(**preset()), key=jax.random.key(0))
+        summary = (preset.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"{name:<18} {skeleton.get_num_params(non_embedding=False) / 1e6:10.2f}M  {summary}")
+    return "\n".join(lines)
+
+
+@ARCHS.register("gpt2")
+def gpt2() -> dict:
+    """OpenAI's GPT-2 small: 12 layers, 768 wide, GELU, LayerNorm with biases, learned positions."""
+    return dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, bias=True,
+                mlp="gelu", norm="layernorm", position="learned")
+
+
+@ARCHS.register("gpt2-medium")
+def gpt2_medium() -> dict:
+    """GPT-2 medium: 24 layers, 1024 wide."""
+    return gpt2() | dict(n_layer=24, n_head=16, n_embd=1024)
+
+
+@ARCHS.register("gpt2-large")
+def gpt2_large() -> dict:
+    """GPT-2 large: 36 layers, 1280 wide."""
+    return gpt2() | dict(n_layer=36, n_head=20, n_embd=1280)
+
+
+@ARCHS.register("gpt2-xl")
+def gpt2_xl() -> dict:
+    """GPT-2 XL: 48 layers, 1600 wide."""
+    return gpt2() | dict(n_layer=48, n_head=25, n_embd=1600)
+
+
+@ARCHS.register("shakespeare-char")
+def shakespeare_char() -> dict:
+    """nanoGPT's shakespeare-char model: 6 layers, 384 wide, context 256, dropout 0.2."""
+    return gpt2() | dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65,
+                         bias=False, dropout=0.2)
+
+
+@ARCHS.register("baby")
+def baby() -> dict:
+    """nanoGPT's CPU "baby" run of shakespeare-char: 4 layers, 128 wide, context 64."""
+    return shakespeare_char() | dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0)
+
+
+@ARCHS.register("llama")
+def llama() -> dict:
+    """LLaMA-style: RMSNorm, SwiGLU (width rounded to 256), rotary positions, no biases, GQA."""
+    return dict(n_layer=12, n_head=12, n_kv_head=4, n_embd=768, block_size=1024, vocab_size=50257,
+                bias=False, mlp="swiglu", multiple_of=256, norm="rmsnorm", position="rope")
+
+
+@ARCHS.register("llama2-7b")
+def llama2_7b() -> dict:
+    """LLaMA 2 7B's shape: 32 layers, 4096 wide, MLP 11008, context 4096 (head tied: Meta's is not)."""
+    return llama() | dict(n_layer=32, n_head=32, n_kv_head=0, n_embd=4096, block_size=4096, vocab_size=32000)
+
+
+@ARCHS.register("tinystories-260k")
+def tinystories_260k() -> dict:
+    """llama2.c's 260K TinyStories model: 5 layers, 64 wide, 8 heads, 4 kv heads, context 512."""
+    return llama() | dict(n_layer=5, n_head=8, n_kv_head=4, n_embd=64, block_size=512, multiple_of=32)
+
+
+@ARCHS.register("tinystories-15m")
+def tinystories_15m() -> dict:
+    """llama2.c's 15M TinyStories model: 6 layers, 288 wide, 6 heads, context 256."""
+    return tinystories_260k() | dict(n_layer=6, n_head=6, n_kv_head=0, n_embd=288, block_size=256)
+
+
+@ARCHS.register("tinystories-42m")
+def tinystories_42m() -> dict:
+    """llama2.c's 42M TinyStories model: 8 layers, 512 wide, 8 heads, context 1024."""
+    return tinystories_15m() | dict(n_layer=8, n_head=8, n_embd=512, block_size=1024)
+
+
+@ARCHS.register("tinystories-110m")
+def tinystories_110m() -> dict:
+    """llama2.c's 110M TinyStories model: 12 layers, 768 wide, 12 heads, context 1024."""
+    return tinystories_42m() | dict(n_layer=12, n_head=12, n_embd=768)
+
+
+@ARCHS.register("tiny")
+def tiny() -> dict:
+    """A model for tests: 2 layers, 32 wide, context 32, a 65-character vocabulary."""
+    return dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=65, bias=False)
