@@ -19,13 +19,13 @@ from helpers import hf
 from helpers.data import dataset_dir, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.generation import check_sampling, generate
-from helpers.tokenizer import GPT2Tokenizer, tokenizer_from_meta
+from helpers.tokenizer import GPT2_EOT, GPT2Tokenizer, tokenizer_from_meta
 from helpers.training import load_trained_model
 
 # -----------------------------------------------------------------------------------------------
 init_from = "resume"  # resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory
 out_dir = "out"  # the training run's folder, holding ckpt.eqx
-start = "\n"  # the prompt: text, or FILE:path to read it from a file
+start = ""  # the prompt: text or FILE:path; empty starts a document (after end-of-text, or a newline)
 num_samples = 1  # samples generated together, as one batch; a single sample streams as it is made
 max_new_tokens = 500  # tokens generated per sample
 temperature = 0.8  # below 1 sharpens the distribution, above 1 flattens it; 0 is greedy
@@ -96,23 +96,29 @@ def main():
         tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
     else:
         model, tokenizer = hf.load_gpt2(hf.resolve(init_from)), GPT2Tokenizer()
-    text = read_prompt(start)
-    prompt = tokenizer.encode(text)
-    if not prompt:
-        raise UserError("the prompt is empty: pass --start=TEXT")
+    # A GPT-2-tokenised model starts a document after end-of-text and ends it at the next one.
+    eot = getattr(tokenizer, "eot", None)
+    stops = stop + ((GPT2_EOT,) if eot is not None else ())
+    if start:
+        text = read_prompt(start)
+        prompt = tokenizer.encode(text)
+        if not prompt:
+            raise UserError(f"the prompt in {start} is empty: give some text")
+    else:
+        text, prompt = ("", [eot]) if eot is not None else ("\n", tokenizer.encode("\n"))
     if len(prompt) > model.config.block_size:
         print(f"note: the prompt has {len(prompt)} tokens; the model sees its last "
               f"{model.config.block_size} (block_size)", file=sys.stderr)
 
-    key = jax.random.key(seed)
-    settings = dict(key=key, num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p)
+    settings = dict(key=jax.random.key(seed), num_samples=num_samples, temperature=temperature,
+                    top_k=top_k, top_p=top_p, stop_token=eot)
     if num_samples == 1:
         sys.stdout.write(text)
-        generate(model, prompt, max_new_tokens, **settings, on_token=Streamer(tokenizer, stop))
+        generate(model, prompt, max_new_tokens, **settings, on_token=Streamer(tokenizer, stops))
         sys.stdout.write("\n---------------\n")
         return
     for sample in generate(model, prompt, max_new_tokens, **settings):
-        new_text, _ = cut_at_stop(tokenizer.decode(sample), stop)
+        new_text, _ = cut_at_stop(tokenizer.decode(sample), stops)
         sys.stdout.write(text + new_text + "\n---------------\n")
 
 

@@ -39,3 +39,22 @@ def test_shakespeare_bpe_from_a_local_file(tmp_path):
     cut = int(len(text) * 0.9)  # nanoGPT's split: by characters, then each part encoded
     assert tokenizer.decode(np.fromfile(tmp_path / "train.bin", np.uint16)) == text[:cut]
     assert tokenizer.decode(np.fromfile(tmp_path / "val.bin", np.uint16)) == text[cut:]
+
+
+def test_tinystories_prepare_train_and_sample_stories(tmp_path):
+    from test_documents import stories, write_formats
+
+    files = write_formats(tmp_path, stories(60))
+    data = tmp_path / "tinystories"
+    result = run_script("data/tinystories/prepare.py", "--data_files", str(files["txt"]), str(files["jsonl"]),
+                        str(files["parquet"]), f"--out_dir={data}", "--val_fraction=0.1")
+    assert "60 documents" in result.stdout and "tokens/s" in result.stdout
+    out = tmp_path / "run"
+    train = run_script("train.py", "config/train_tinystories.py", "--arch=tiny", f"--dataset={data}",
+                       f"--out_dir={out}", "--block_size=32", "--batch_size=4", "--gradient_accumulation_steps=1",
+                       "--max_iters=4", "--eval_interval=4", "--eval_iters=2", "--dtype=float32", "--warmup_iters=1",
+                       "--log_interval=1")
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(losses) == 4 and "vocab_size   50257" in train.stdout
+    sample = run_script("sample.py", f"--out_dir={out}", "--max_new_tokens=20", "--num_samples=2", "--temperature=0")
+    assert sample.stdout.count("---------------") == 2 and "<|endoftext|>" not in sample.stdout

@@ -49,9 +49,11 @@ def test_streamer_holds_back_what_may_become_a_stop_string(capsys):
     (["--top_p=0"], "top_p must be in (0, 1]"),
     (["--top_k=0"], "top_k must be at least 1"),
     (["--max_new_tokens=0"], "max_new_tokens must be positive"),
-    (["--start="], "the prompt is empty"),
+    (["--start=FILE:EMPTY"], "is empty: give some text"),
 ])
-def test_bad_input_is_one_line(run_dir, args, message):
+def test_bad_input_is_one_line(run_dir, tmp_path, args, message):
+    (tmp_path / "empty.txt").write_text("")
+    args = [a.replace("EMPTY", str(tmp_path / "empty.txt")) for a in args]
     result = run_script("sample.py", f"--out_dir={run_dir}", *args, check=False)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 

@@ -1,0 +1,111 @@
+"""Document corpora (stories, web pages) to GPT-2 token bins, for the data/*/prepare.py scripts.
+
+Each document is encoded with GPT-2's byte-pair encoding and followed by the end-of-text token,
+so a model learns where documents end (and sampling can stop there). Encoding runs in batches
+across threads (tiktoken releases the GIL) with a progress bar, and tokens are written
+straight into the .bin memmap batch by batch, so memory stays flat however large the corpus.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from helpers.data import token_dtype, write_meta
+from helpers.errors import UserError
+from helpers.tokenizer import GPT2_EOT, GPT2Tokenizer
+
+BATCH = 1024  # documents per encoding batch
+
+
+def read_local(paths: list[Path]):
+    """A Hugging Face Dataset with a "text" column from local files: .txt (documents separated
+    by <|endoftext|>), .json / .jsonl (one object per document, with a "text" field) or
+    .parquet (a "text" column). Formats can be mixed."""
+    import datasets
+
+    parts = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"--data_files: {path} does not exist")
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            stories = [s.strip() for s in path.read_text().split(GPT2_EOT)]
+            parts.append(datasets.Dataset.from_dict({"text": [s for s in stories if s]}))
+        elif suffix in (".json", ".jsonl", ".parquet"):
+            builder = "parquet" if suffix == ".parquet" else "json"
+            part = datasets.load_dataset(builder, data_files=str(path), split="train")
+            if "text" not in part.column_names:
+                raise UserError(f"{path} has no 'text' field (it has: {', '.join(part.column_names)})")
+            parts.append(part.select_columns(["text"]))
+        else:
+            raise UserError(f"--data_files: {path} is not .txt, .json, .jsonl or .parquet")
+    return datasets.concatenate_datasets(parts)
+
+
+def load_hub(name: str):
+    """A dataset from the Hugging Face hub (needs the network, or its local cache)."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name)
+    except (ConnectionError, OSError) as error:
+        raise UserError(
+            f"could not load {name} from the Hugging Face hub ({type(error).__name__}); offline, "
+            "pass local files with --data_files=PATH [PATH ...]"
+        ) from None
+
+
+def split(dataset, val_fraction: float, seed: int) -> tuple:
+    """(train, val): the dataset's own splits when it has them, else a seeded random split."""
+    if hasattr(dataset, "keys") and "train" in dataset:
+        if "validation" in dataset:
+            return dataset["train"], dataset["validation"]
+        dataset = dataset["train"]
+    parts = dataset.train_test_split(test_size=val_fraction, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def encode(dataset, tokenizer: GPT2Tokenizer, threads: int):
+    """Adds "ids" (the document's tokens, then end-of-text) and "len" to every document."""
+
+    def encode_batch(batch):
+        ids = [doc + [tokenizer.eot] for doc in tokenizer.encode_batch(batch["text"], threads)]
+        return {"ids": ids, "len": [len(d) for d in ids]}
+
+    return dataset.map(encode_batch, batched=True, batch_size=BATCH, remove_columns=dataset.column_names,
+                       desc="encoding")
+
+
+def write_bin(encoded, path: Path, vocab_size: int) -> int:
+    """Every document's tokens, in order, into one memmapped file; returns the token count."""
+    total = int(np.sum(encoded["len"], dtype=np.int64))
+    out = np.memmap(path, dtype=token_dtype(vocab_size), mode="w+", shape=(total,))
+    offset = 0
+    for batch in encoded.iter(batch_size=BATCH):
+        ids = np.concatenate([np.asarray(doc) for doc in batch["ids"]])
+        out[offset : offset + len(ids)] = ids
+        offset += len(ids)
+    out.flush()
+    return total
+
+
+def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int) -> dict:
+    """Encode, split and write train.bin, val.bin and meta.json; returns the figures."""
+    tokenizer = GPT2Tokenizer()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    figures = {}
+    for name, part in zip(("train", "val"), split(dataset, val_fraction, seed)):
+        if len(part) == 0:
+            raise UserError(f"the {name} split is empty: use more documents or another --val_fraction")
+        figures[f"{name}_documents"] = len(part)
+        figures[f"{name}_tokens"] = write_bin(encode(part, tokenizer, threads), out_dir / f"{name}.bin",
+                                              tokenizer.vocab_size)
+    seconds = time.perf_counter() - start
+    documents = figures["train_documents"] + figures["val_documents"]
+    tokens = figures["train_tokens"] + figures["val_tokens"]
+    write_meta(out_dir, tokenizer.meta() | figures)
+    print(f"{documents:,} documents, {tokens:,} tokens in {seconds:.1f} s: "
+          f"{documents / seconds:,.0f} documents/s, {tokens / seconds:,.0f} tokens/s")
+    return figures | {"seconds": seconds}
