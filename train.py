@@ -8,8 +8,10 @@ continues from there exactly as if training had never stopped.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,9 +19,10 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from configurator import configure
-from helpers import archs, checkpoint, hf
+from helpers import archs, checkpoint, hf, sharding
 from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
@@ -74,6 +77,11 @@ decay_lr = True  # warm up then cosine-decay the learning rate; False keeps it c
 warmup_iters = 2000  # iterations of linear warmup
 lr_decay_iters = 600000  # iteration at which the cosine reaches min_lr (about max_iters)
 min_lr = 6e-5  # final learning rate (about learning_rate / 10)
+# devices
+mesh = ""  # device mesh: "" puts every device on the data axis; e.g. data:8, fsdp:8, data:2,fsdp:4
+coordinator_address = ""  # multi-host: host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)
+num_processes = 1  # multi-host: processes in all (or env JAX_NUM_PROCESSES)
+process_id = 0  # multi-host: this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
 # system
 dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
 seed = 1337  # seeds the model init, dropout and the order of batches
@@ -132,9 +140,28 @@ def append_log(path: Path, record: dict) -> None:
 
 
 @report_user_errors
+def start_processes(settings: dict) -> None:
+    """Join the other processes of a multi-host run (before anything touches a device)."""
+    count = int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"]))
+    if count == 1:
+        return
+    # Collectives between CPU processes go through gloo; GPUs and TPUs bring their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=os.environ.get("JAX_COORDINATOR_ADDRESS", settings["coordinator_address"]),
+        num_processes=count,
+        process_id=int(os.environ.get("JAX_PROCESS_ID", settings["process_id"])),
+    )
+
+
 def main():
     settings = configure(globals(), preset=arch_preset)
     check_settings(settings)
+    start_processes(settings)
+    device_mesh = sharding.make_mesh(mesh)
+    # Only process 0 talks and writes; every process computes.
+    main_process = jax.process_index() == 0
+    say = print if main_process else (lambda *args, **kwargs: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
@@ -152,7 +179,7 @@ def main():
         config = model_config(settings, meta["vocab_size"])
     else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
         hf_dir = hf.resolve(init_from)
-        print(f"initialising from {hf_dir}")
+        say(f"initialising from {hf_dir}")
         pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout)
         config = pretrained.config
     if config.vocab_size != meta["vocab_size"]:
@@ -168,50 +195,67 @@ def main():
         # filter_eval_shape builds the state's shapes without computing anything.
         state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, seed))
         iter_num, best_val_loss = header["iter_num"], header["best_val_loss"]
-        print(f"resuming from {ckpt_path} at iteration {iter_num}")
+        say(f"resuming from {ckpt_path} at iteration {iter_num}")
     else:
         state = init_state(config, optimizer, seed, pretrained)
         iter_num, best_val_loss = 0, math.inf
+    state = sharding.place(state, config, device_mesh)
     model, opt_state = state["model"], state["opt_state"]
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
     data_seed = int(state["data_seed"])
 
-    print("model:\n" + config_table(config))
+    say("model:\n" + config_table(config))
+    # The global batch: batch_size sequences per device on the data and fsdp axes.
+    rows = batch_size * sharding.data_parallel_size(device_mesh)
+    if rows % jax.process_count():
+        raise UserError(f"{rows} sequences per batch do not split over {jax.process_count()} processes")
     n_params = model.get_num_params()
-    tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size
+    tokens_per_iter = gradient_accumulation_steps * rows * config.block_size
     flops_per_iter = flops_per_token(config, n_params) * tokens_per_iter
     peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
-    print(f"{n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per "
-          f"iteration; MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
+    peak *= jax.device_count()
+    say(f"{n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration "
+        f"over {jax.device_count()} device(s); MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
 
-    if wandb_log:
+    if wandb_log and main_process:
         import wandb
 
         wandb.init(project=wandb_project, name=wandb_run_name, config=settings)
+
+    def batch(tokens, shape: tuple[int, int], rng) -> tuple[jax.Array, jax.Array]:
+        """A global batch, sharded over the mesh. Every process draws the same rows (the
+        sampler is a pure function of the step) and hands its devices its own share."""
+        x, y = get_batch(tokens, shape, config.block_size, rng)
+        mine = sharding.local_rows(shape[1])
+        place = lambda a: jax.make_array_from_process_local_data(  # noqa: E731
+            sharding.batch_sharding(device_mesh), a[:, mine], a.shape)
+        return place(x), place(y)
 
     def estimate_loss() -> dict:
         losses = {}
         for split, tokens, stream in (("train", train_tokens, TRAIN_STREAM), ("val", val_tokens, VAL_STREAM)):
             # Streams 2 and 3: evaluation never draws the batches training will see.
-            rng = batch_rng(data_seed, 2 + stream, iter_num)
-            x, y = get_batch(tokens, (eval_iters, batch_size), config.block_size, rng)
+            x, y = batch(tokens, (eval_iters, rows), batch_rng(data_seed, 2 + stream, iter_num))
             losses[split] = float(eval_loss(model, x, y, compute_dtype))
         return losses
 
     def evaluate_and_save():
         nonlocal best_val_loss
         losses = estimate_loss()
-        print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
-        if wandb_log:
+        say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if main_process:
+            append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+        if wandb_log and main_process:
             wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]})
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and (improved or always_save_checkpoint):
-            checkpoint.save(ckpt_path, {
-                "iter_num": iter_num, "best_val_loss": best_val_loss,
-                "model_config": asdict(config), "settings": settings,
-            }, {**state, "model": model, "opt_state": opt_state})
+            full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
+            if main_process:
+                checkpoint.save(ckpt_path, {
+                    "iter_num": iter_num, "best_val_loss": best_val_loss,
+                    "model_config": asdict(config), "settings": settings,
+                }, full_state)
 
     if iter_num == 0 or eval_only:
         evaluate_and_save()
@@ -220,8 +264,7 @@ def main():
 
     last_log_time, last_log_iter = time.perf_counter(), iter_num
     while iter_num < max_iters:
-        rng = batch_rng(data_seed, TRAIN_STREAM, iter_num)
-        x, y = get_batch(train_tokens, (gradient_accumulation_steps, batch_size), config.block_size, rng)
+        x, y = batch(train_tokens, (gradient_accumulation_steps, rows), batch_rng(data_seed, TRAIN_STREAM, iter_num))
         step_key = jax.random.fold_in(dropout_key, iter_num)
         # Dispatch is asynchronous: this returns at once, and the loop goes on to draw the next
         # batch while the device computes. Only float(loss) below makes the host wait.
@@ -238,13 +281,20 @@ def main():
                 "ms_per_iter": 1000 * seconds_per_iter, "tokens_per_s": tokens_per_iter / seconds_per_iter,
                 "mfu": flops_per_iter / seconds_per_iter / peak,
             }
-            print(f"iter {iter_num}: loss {loss:.4f}, lr {record['lr']:.2e}, "
-                  f"{record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tokens/s, "
-                  f"MFU {record['mfu']:.1%}")
-            append_log(log_path, record)
+            say(f"iter {iter_num}: loss {loss:.4f}, lr {record['lr']:.2e}, "
+                f"{record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tokens/s, "
+                f"MFU {record['mfu']:.1%}")
+            if main_process:
+                append_log(log_path, record)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             evaluate_and_save()
             last_log_time = time.perf_counter()  # evaluation time is not training time
+
+    if jax.process_count() > 1:
+        # Every process says what it holds, so a run can check they all agree.
+        params = sharding.gather(eqx.filter(model, eqx.is_array))
+        digest = hashlib.sha256(b"".join(np.asarray(p).tobytes() for p in jax.tree.leaves(params)))
+        print(f"process {jax.process_index()}: parameter digest {digest.hexdigest()}")
 
 
 if __name__ == "__main__":

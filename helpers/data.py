@@ -4,6 +4,7 @@ A .bin file is a flat array of token ids: uint16 while every id fits, uint32 bey
 through np.memmap, so a corpus larger than memory costs only the pages a batch touches.
 """
 
+import argparse
 import json
 import urllib.request
 from pathlib import Path
@@ -107,3 +108,14 @@ def read_or_download(given: Path | None, local: Path, url: str) -> str:
                 f"could not download {url} ({error}); put the file at {local} or pass --input=PATH"
             ) from None
     return local.read_text()
+
+
+def text_corpus_args(description: str, here: Path, url: str) -> tuple[str, Path]:
+    """The command line of a single-text corpus's prepare.py (--input, --out_dir): its text
+    and where the bins go."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--input", type=Path, help=f"a local copy of {here / 'input.txt'}")
+    parser.add_argument("--out_dir", type=Path, default=here, help="where the bins go")
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    return read_or_download(args.input, here / "input.txt", url), args.out_dir

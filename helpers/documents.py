@@ -6,6 +6,8 @@ across threads (tiktoken releases the GIL) with a progress bar, and tokens are w
 straight into the .bin memmap batch by batch, so memory stays flat however large the corpus.
 """
 
+import argparse
+import os
 import time
 from pathlib import Path
 
@@ -109,3 +111,17 @@ def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int
     print(f"{documents:,} documents, {tokens:,} tokens in {seconds:.1f} s: "
           f"{documents / seconds:,.0f} documents/s, {tokens / seconds:,.0f} tokens/s")
     return figures | {"seconds": seconds}
+
+
+def prepare_script(description: str, hub_name: str, here: Path, val_fraction: float, seed: int) -> None:
+    """The command line of a document corpus's prepare.py: the hub dataset, or --data_files."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_files", type=Path, nargs="+", help="local .txt/.json/.jsonl/.parquet files")
+    parser.add_argument("--out_dir", type=Path, default=here, help="where the bins go")
+    parser.add_argument("--val_fraction", type=float, default=val_fraction,
+                        help="the share held out when the data has no validation split")
+    parser.add_argument("--seed", type=int, default=seed, help="the seed of that split")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads")
+    args = parser.parse_args()
+    dataset = read_local(args.data_files) if args.data_files else load_hub(hub_name)
+    prepare(dataset, args.out_dir, args.val_fraction, args.seed, args.threads)
