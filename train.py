@@ -139,7 +139,6 @@ def append_log(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-@report_user_errors
 def start_processes(settings: dict) -> None:
     """Join the other processes of a multi-host run (before anything touches a device)."""
     count = int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"]))
@@ -154,6 +153,7 @@ def start_processes(settings: dict) -> None:
     )
 
 
+@report_user_errors
 def main():
     settings = configure(globals(), preset=arch_preset)
     check_settings(settings)
