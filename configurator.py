@@ -145,3 +145,9 @@ def configure(namespace: dict, argv: list[str] | None = None, preset=None) -> di
         settings.update(explicit)
     namespace.update(settings)
     return settings
+
+
+def explicit_keys(argv: list[str] | None = None) -> set[str]:
+    """The keys set by --key=value on the command line (not by config files or defaults)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return {arg[2:].partition("=")[0] for arg in argv if arg.startswith("--")}

@@ -24,7 +24,8 @@ from helpers.training import load_trained_model
 
 # -----------------------------------------------------------------------------------------------
 init_from = "resume"  # resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory
-out_dir = "out"  # the training run's folder, holding ckpt.eqx
+out_dir = "out"  # the training run's folder
+checkpoint = "ckpt.eqx"  # which of its checkpoints: ckpt.eqx (the latest) or best.eqx (best val loss)
 start = ""  # the prompt: text or FILE:path; empty starts a document (after end-of-text, or a newline)
 num_samples = 1  # samples generated together, as one batch; a single sample streams as it is made
 max_new_tokens = 500  # tokens generated per sample
@@ -92,7 +93,7 @@ def main():
         raise UserError(f"num_samples must be positive, got {num_samples}")
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     if init_from == "resume":
-        model, header = load_trained_model(Path(out_dir))
+        model, header = load_trained_model(Path(out_dir), checkpoint)
         tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
     else:
         model, tokenizer = hf.load_gpt2(hf.resolve(init_from)), GPT2Tokenizer()
@@ -107,8 +108,8 @@ def main():
     else:
         text, prompt = ("", [eot]) if eot is not None else ("\n", tokenizer.encode("\n"))
     if len(prompt) > model.config.block_size:
-        print(f"note: the prompt has {len(prompt)} tokens; the model sees its last "
-              f"{model.config.block_size} (block_size)", file=sys.stderr)
+        raise UserError(f"the prompt has {len(prompt)} tokens but the model sees at most "
+                        f"{model.config.block_size} (its block_size): shorten it")
 
     settings = dict(key=jax.random.key(seed), num_samples=num_samples, temperature=temperature,
                     top_k=top_k, top_p=top_p, stop_token=eot)

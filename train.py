@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configurator import configure
+from configurator import configure, explicit_keys
 from helpers import archs, checkpoint, hf, sharding
 from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
@@ -82,6 +82,7 @@ mesh = ""  # device mesh: "" puts every device on the data axis; e.g. data:8, fs
 coordinator_address = ""  # multi-host: host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)
 num_processes = 1  # multi-host: processes in all (or env JAX_NUM_PROCESSES)
 process_id = 0  # multi-host: this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
+skip_nonfinite = False  # skip updates whose gradients are NaN or infinite instead of stopping
 # system
 dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
 seed = 1337  # seeds the model init, dropout and the order of batches
@@ -175,6 +176,12 @@ def main():
         header = checkpoint.read_header(ckpt_path)
         # A resumed run keeps the checkpoint's model; the rest of the settings are this run's.
         config = GPTConfig(**header["model_config"])
+        differ = [f"{k}={getattr(config, k)!r} (asked: {settings[k]!r})"
+                  for k in sorted(explicit_keys() & set(header["model_config"]))
+                  if settings[k] != getattr(config, k) and k != "dropout"]
+        if differ:
+            raise UserError(f"{ckpt_path} holds another architecture: {', '.join(differ)}; "
+                            "drop those flags to resume it, or train a new model in another --out_dir")
     elif init_from == "scratch":
         config = model_config(settings, meta["vocab_size"])
     else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
@@ -226,6 +233,9 @@ def main():
         """A global batch, sharded over the mesh. Every process draws the same rows (the
         sampler is a pure function of the step) and hands its devices its own share."""
         x, y = get_batch(tokens, shape, config.block_size, rng)
+        if y.max() >= config.vocab_size:  # JAX would silently clamp such an index
+            raise UserError(f"{data_dir} holds token id {y.max()}, but the vocabulary has {config.vocab_size} "
+                            "tokens: its meta.json does not match its .bin files; run prepare.py again")
         mine = sharding.local_rows(shape[1])
         place = lambda a: jax.make_array_from_process_local_data(  # noqa: E731
             sharding.batch_sharding(device_mesh), a[:, mine], a.shape)
@@ -247,15 +257,26 @@ def main():
             append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
         if wandb_log and main_process:
             wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]})
+        if not all(math.isfinite(v) for v in losses.values()):
+            stop_non_finite(f"the evaluated loss is {losses['val']}")
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and (improved or always_save_checkpoint):
             full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
+            header = {"iter_num": iter_num, "best_val_loss": best_val_loss,
+                      "model_config": asdict(config), "settings": settings}
             if main_process:
-                checkpoint.save(ckpt_path, {
-                    "iter_num": iter_num, "best_val_loss": best_val_loss,
-                    "model_config": asdict(config), "settings": settings,
-                }, full_state)
+                # ckpt.eqx is the latest state (what resume continues); best.eqx the best one.
+                checkpoint.save(ckpt_path, header, full_state)
+                if improved:
+                    checkpoint.save(out / "best.eqx", header, full_state)
+
+    def stop_non_finite(what: str):
+        """A NaN or infinity is never saved over a good checkpoint: stop and say where we are."""
+        last = (f"the last good checkpoint is {ckpt_path} (iteration {checkpoint.read_header(ckpt_path)['iter_num']})"
+                if ckpt_path.exists() else "no checkpoint was written")
+        raise UserError(f"{what} at iteration {iter_num}; {last}. Lower learning_rate, raise warmup_iters or "
+                        "clip harder and resume, or pass --skip_nonfinite to skip such updates")
 
     if iter_num == 0 or eval_only:
         evaluate_and_save()
@@ -273,6 +294,8 @@ def main():
 
         if iter_num % log_interval == 0 or iter_num == max_iters:
             loss = float(loss)
+            if not math.isfinite(loss) and not skip_nonfinite:
+                stop_non_finite(f"the training loss is {loss}")
             now = time.perf_counter()
             seconds_per_iter = (now - last_log_time) / (iter_num - last_log_iter)
             last_log_time, last_log_iter = now, iter_num

@@ -6,6 +6,7 @@ arrays follow as `eqx.tree_serialise_leaves` writes them: raw numpy arrays, no p
 loading a checkpoint can never run code.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -42,12 +43,20 @@ def save(path: Path, header: dict, state) -> None:
     path = Path(path)
     header = {"format": FORMAT, **header, "versions": versions()}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(header).encode() + b"\n")
-        eqx.tree_serialise_leaves(f, state)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(header).encode() + b"\n")
+            eqx.tree_serialise_leaves(f, state)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:  # a full disk, a read-only or vanished folder, ...
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"could not write {path} ({error.strerror or error}); any previous checkpoint there is "
+            "intact: free some space or pick a writable --out_dir, then resume"
+        ) from None
     # The rename itself lives in the directory: sync it too, so it survives a power cut.
     directory = os.open(path.parent, os.O_RDONLY)
     try:

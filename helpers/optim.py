@@ -51,4 +51,7 @@ def optimizer_from_settings(settings: dict) -> tuple[optax.GradientTransformatio
     optimizer = make_optimizer(
         schedule, settings["weight_decay"], settings["beta1"], settings["beta2"], settings["grad_clip"]
     )
+    if settings.get("skip_nonfinite"):
+        # optax skips (and counts) any update whose gradients are not all finite.
+        optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=100)
     return optimizer, schedule

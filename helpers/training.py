@@ -31,9 +31,9 @@ def init_state(
     }
 
 
-def load_trained_model(out_dir: Path) -> tuple[GPT, dict]:
-    """The model in out_dir/ckpt.eqx, and the checkpoint's header."""
-    ckpt_path = Path(out_dir) / "ckpt.eqx"
+def load_trained_model(out_dir: Path, name: str = "ckpt.eqx") -> tuple[GPT, dict]:
+    """The model in a run's checkpoint (ckpt.eqx, the latest; best.eqx, the best), and its header."""
+    ckpt_path = Path(out_dir) / name
     header = checkpoint.read_header(ckpt_path)
     config = GPTConfig(**header["model_config"])
     # The file holds the whole training state; rebuild its shapes from the header (no compute,

@@ -1,5 +1,6 @@
 """Nothing lost: SIGKILL at random moments (many inside a checkpoint write), then resume."""
 
+import os
 import random
 import signal
 import subprocess
@@ -16,19 +17,34 @@ from helpers.training import load_trained_model
 KILLS = 20
 
 
+def last_saved(out) -> int:
+    path = out / "ckpt.eqx"
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
 def test_killed_runs_always_leave_a_checkpoint_and_resume_exactly(tmp_path, char_dataset):
     common = [f"--dataset={char_dataset}", *TINY, "--max_iters=150", "--eval_interval=1", "--eval_iters=1",
               "--always_save_checkpoint=True", "--log_interval=50"]
     run_script("train.py", *common, f"--out_dir={tmp_path / 'straight'}")
 
     out = tmp_path / "killed"
+    # JAX's compilation cache lets each relaunch skip recompiling what the last one compiled.
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     rng = random.Random(0)
     kills, mid_write, failures = 0, 0, []
     while kills < KILLS:
         init = "resume" if (out / "ckpt.eqx").exists() else "scratch"
         proc = subprocess.Popen([sys.executable, "tests/train_with_slow_saves.py", *common, f"--out_dir={out}",
-                                 f"--init_from={init}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(2.5, 5.0))
+                                 f"--init_from={init}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        # Once this run is saving checkpoints (past start-up and compilation), kill it at a
+        # random moment: a training step, an evaluation, or the middle of a write.
+        saved_before = last_saved(out)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and last_saved(out) == saved_before:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is not None:
             failures.append(f"the run ended before its kill: {proc.stderr.read().decode()[-300:]}")
             break

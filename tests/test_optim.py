@@ -20,3 +20,19 @@ def test_weight_decay_only_on_matrices():
     mask = decay_mask(model)
     assert mask.wte.weight and mask.wpe.weight and mask.h.attn.c_attn.weight and mask.h.mlp.c_proj.weight
     assert not mask.h.ln_1.weight and not mask.h.attn.c_attn.bias and not mask.ln_f.weight
+
+
+def test_skip_nonfinite_leaves_parameters_alone_on_a_nan_gradient():
+    import jax.numpy as jnp
+
+    from helpers.optim import optimizer_from_settings
+
+    settings = dict(learning_rate=0.1, warmup_iters=0, lr_decay_iters=10, min_lr=0.01, decay_lr=False,
+                    weight_decay=0.0, beta1=0.9, beta2=0.99, grad_clip=1.0, skip_nonfinite=True)
+    optimizer, _ = optimizer_from_settings(settings)
+    params = {"w": jnp.ones(3)}
+    state = optimizer.init(params)
+    updates, state = optimizer.update({"w": jnp.array([1.0, jnp.nan, 0.0])}, state, params)
+    np.testing.assert_array_equal(updates["w"], 0.0)
+    updates, state = optimizer.update({"w": jnp.ones(3)}, state, params)
+    assert np.all(np.asarray(updates["w"]) < 0)  # a finite gradient updates as usual
