@@ -10,7 +10,6 @@ helpers.generation.generate (see its docstring).
 import sys
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 
