@@ -13,6 +13,6 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 def test_code_blocks_run(page):
     blocks = BLOCK.findall(page.read_text())
     assert blocks, f"{page.name} has no python blocks"
-    namespace = {"__name__": f"docs.{page.stem}"}
+    namespace = {"__name__": f"docs.{page.stem}", "__file__": str(page)}
     for number, code in enumerate(blocks, 1):
         exec(compile(code, f"{page.name} block {number}", "exec"), namespace)
