@@ -23,23 +23,18 @@ import numpy as np
 from configurator import configure
 from helpers.errors import UserError, report_user_errors
 
-# Named sizes: (n_layer, n_head, n_embd, block_size, vocab_size, batch_size).
-SIZES = {
-    "baby": (4, 4, 128, 64, 65, 12),  # nanoGPT's CPU run of shakespeare-char
-    "shakespeare-char": (6, 6, 384, 256, 65, 64),
-    "gpt2": (12, 12, 768, 1024, 50304, 8),
-}
+# Sequences per step for the sizes nanoGPT benchmarks (others: 8).
+BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}
 
 mode = "train"  # train: time optimizer steps; sample: time generation with and without KV cache
-arch = "baby"  # a name from SIZES; any dimension below that is not 0 overrides it
+arch = "baby"  # a preset from helpers/archs.py; any dimension below that is not 0 overrides it
 n_layer = 0  # transformer blocks (0: the arch's)
 n_head = 0  # attention heads (0: the arch's)
 n_embd = 0  # residual width (0: the arch's)
 block_size = 0  # tokens per sequence (0: the arch's)
 vocab_size = 0  # vocabulary (0: the arch's)
 batch_size = 0  # sequences per step (0: the arch's)
-mlp = "gelu"  # gelu (nanoGPT's) or swiglu
-bias = False  # biases in Linear layers and LayerNorms
+mlp = ""  # gelu or swiglu ("": the arch's)
 dtype = "float32"  # compute dtype: float32 or bfloat16
 steps = 10  # timed steps; the median is reported
 compare = False  # also time PyTorch on the same architecture and print the ratio
@@ -50,16 +45,20 @@ new_tokens = 500  # sample mode: tokens generated after a one-token prompt
 
 
 def model_config():
-    from model import GPTConfig
+    """The preset, with the dimensions given here, and no dropout (neither side times it)."""
+    from helpers import archs
 
-    if arch not in SIZES:
-        raise UserError(f"unknown arch {arch!r}; valid names: {', '.join(SIZES)}")
-    dims = dict(zip(("n_layer", "n_head", "n_embd", "block_size", "vocab_size"), SIZES[arch]))
-    dims = {name: globals()[name] or value for name, value in dims.items()}
+    overrides = {name: globals()[name] for name in ("n_layer", "n_head", "n_embd", "block_size",
+                                                     "vocab_size", "mlp") if globals()[name]}
     try:
-        return GPTConfig(**dims, bias=bias, mlp=mlp), batch_size or SIZES[arch][5]
+        config = archs.build(arch, dropout=0.0, **overrides)
     except ValueError as e:
         raise UserError(str(e)) from None
+    gpt2_style = (config.norm, config.position, config.mixer, config.block, config.layers) == (
+        "layernorm", "learned", "attention", "sequential", ()) and config.kv_heads == config.n_head
+    if compare and not gpt2_style:
+        raise UserError(f"--compare times a GPT-2-style model in PyTorch; arch {arch!r} is not one")
+    return config, batch_size or BATCH_SIZES.get(arch, 8)
 
 
 def peak_rss_bytes() -> int:

@@ -330,8 +330,10 @@ class CausalConv(eqx.Module):
     c_proj: Linear
     resid_dropout: eqx.nn.Dropout
 
-    def __init__(self, config: GPTConfig, spec: dict, kernel_size: int = 4):
-        self.kernel = jnp.zeros((kernel_size, config.n_embd)).at[0].set(1.0)
+    kernel_size = 4  # how many positions (this one and those before it) each output mixes
+
+    def __init__(self, config: GPTConfig, spec: dict):
+        self.kernel = jnp.zeros((self.kernel_size, config.n_embd)).at[0].set(1.0)
         self.c_proj = Linear(config.n_embd, config.n_embd, config.bias)
         self.resid_dropout = eqx.nn.Dropout(config.dropout)
 
@@ -345,8 +347,8 @@ class CausalConv(eqx.Module):
         return self.resid_dropout(self.c_proj(self.mix(padded, x.shape[0])), key=key)
 
     @staticmethod
-    def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32, kernel_size: int = 4) -> ConvCache:
-        return ConvCache(jnp.zeros((n, config.block_size + kernel_size - 1, config.n_embd), dtype))
+    def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32) -> ConvCache:
+        return ConvCache(jnp.zeros((n, config.block_size + CausalConv.kernel_size - 1, config.n_embd), dtype))
 
     def decode(
         self, x: Float[Array, "T C"], cache: ConvCache, layer: Int[Array, ""], pos: Int[Array, ""]

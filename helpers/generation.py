@@ -93,7 +93,6 @@ class Decoding(NamedTuple):
     logits: Float[Array, "B V"]  # the model's prediction for the next token
     cache: object  # the model's generation cache (see GPT.empty_cache)
     history: Int[Array, "B N"]  # the (cropped) prompt, then every new token
-    length: Int[Array, ""]  # tokens in history
     window: Int[Array, ""]  # tokens in the cache: what the model sees
     done: Bool[Array, " B"]  # rows that have produced stop_token
 
@@ -123,11 +122,12 @@ def _generate(
         """Sample each row's next token and append it to the history."""
         key, sub = jax.random.split(s.key)
         token = sample_next(s.logits, sub, temperature, top_k, top_p, pool)
+        length = prompt_len + s.steps  # tokens in history before this one
         if on_token is not None:
             jax.debug.callback(on_token, token, ordered=True)
         return token, s._replace(
-            steps=s.steps + 1, key=key, history=s.history.at[:, s.length].set(token),
-            length=s.length + 1, done=s.done | (token == stop_token),
+            steps=s.steps + 1, key=key, history=s.history.at[:, length].set(token),
+            done=s.done | (token == stop_token),
         )
 
     def extend(s: Decoding) -> Decoding:
@@ -139,7 +139,7 @@ def _generate(
     def crop(s: Decoding) -> Decoding:
         """The window is full: re-encode its last `keep` tokens, the new one included."""
         token, s = next_token(s)
-        recent = jax.lax.dynamic_slice_in_dim(s.history, s.length - keep, keep, axis=1)
+        recent = jax.lax.dynamic_slice_in_dim(s.history, prompt_len + s.steps - keep, keep, axis=1)
         logits, cache = decode(recent, s.cache, jnp.int32(0))
         return s._replace(logits=logits[:, -1], cache=cache, window=jnp.int32(keep))
 
@@ -161,7 +161,6 @@ def _generate(
         logits=jnp.broadcast_to(prompt_logits[prompt_len - 1], (num_samples, prompt_logits.shape[-1])),
         cache=jax.tree.map(lambda a: jnp.broadcast_to(a, (num_samples, *a.shape)), cache),
         history=jnp.zeros((num_samples, history_len), jnp.int32).at[:, : prompt.shape[0]].set(prompt),
-        length=prompt_len,
         window=prompt_len,
         done=jnp.zeros(num_samples, bool),
     )
