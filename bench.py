@@ -16,7 +16,10 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -27,14 +30,15 @@ from helpers.errors import UserError, report_user_errors
 BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}
 
 mode = "train"  # train: time optimizer steps; sample: time generation with and without KV cache
-arch = "baby"  # a preset from helpers/archs.py; any dimension below that is not 0 overrides it
-n_layer = 0  # transformer blocks (0: the arch's)
-n_head = 0  # attention heads (0: the arch's)
-n_embd = 0  # residual width (0: the arch's)
-block_size = 0  # tokens per sequence (0: the arch's)
-vocab_size = 0  # vocabulary (0: the arch's)
-batch_size = 0  # sequences per step (0: the arch's)
-mlp = ""  # gelu or swiglu ("": the arch's)
+arch = "baby"  # a preset from helpers/archs.py; the model settings below default to its values
+n_layer = 4  # transformer blocks (default: the arch's)
+n_head = 4  # attention heads (default: the arch's)
+n_embd = 128  # residual width (default: the arch's)
+block_size = 64  # tokens per sequence (default: the arch's)
+vocab_size = 65  # vocabulary (default: the arch's)
+mlp = "gelu"  # gelu or swiglu (default: the arch's)
+scan_layers = False  # scan over the layers, or unroll them (default: the arch's)
+batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
 dtype = "float32"  # compute dtype: float32 or bfloat16
 steps = 10  # timed steps; the median is reported
 compare = False  # also time PyTorch on the same architecture and print the ratio
@@ -43,15 +47,26 @@ peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a m
 threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
 new_tokens = 500  # sample mode: tokens generated after a one-token prompt
 
+MODEL_SETTINGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "mlp", "scan_layers")
 
-def model_config():
-    """The preset, with the dimensions given here, and no dropout (neither side times it)."""
+
+def arch_preset(settings: dict) -> dict:
+    """The preset's values for the model settings; anything given explicitly beats them."""
     from helpers import archs
 
-    overrides = {name: globals()[name] for name in ("n_layer", "n_head", "n_embd", "block_size",
-                                                     "vocab_size", "mlp") if globals()[name]}
     try:
-        config = archs.build(arch, dropout=0.0, **overrides)
+        preset = archs.build(settings["arch"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return {k: getattr(preset, k) for k in MODEL_SETTINGS}
+
+
+def model_config():
+    """The preset, with the settings above, and no dropout (neither side times it)."""
+    from helpers import archs
+
+    try:
+        config = archs.build(arch, dropout=0.0, **{name: globals()[name] for name in MODEL_SETTINGS})
     except ValueError as e:
         raise UserError(str(e)) from None
     gpt2_style = (config.norm, config.position, config.mixer, config.block, config.layers) == (
@@ -71,6 +86,7 @@ def time_jax(config, batch: int) -> dict:
     import jax.numpy as jnp
     import optax
 
+    from helpers.data import batch_rng, get_batch, open_split, write_meta, write_tokens
     from helpers.flops import device_peak_flops, flops_per_token
     from helpers.optim import make_optimizer
     from helpers.training import init_state, make_step
@@ -79,20 +95,32 @@ def time_jax(config, batch: int) -> dict:
     state = init_state(config, optimizer, seed=0)
     model, opt_state = state["model"], state["opt_state"]
     compute_dtype = jnp.dtype(dtype)
-    tokens = np.random.default_rng(0).integers(0, config.vocab_size, (steps + 1, 1, batch, config.block_size + 1))
     key = jax.random.key(0)
+    # Batches come as train.py draws them: random windows of a memmapped token file.
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokens(Path(tmp) / "train.bin", np.random.default_rng(0).integers(0, config.vocab_size, 1_000_000),
+                     config.vocab_size)
+        write_meta(Path(tmp), {"vocab_size": config.vocab_size})
+        token_file = open_split(Path(tmp), "train", config.block_size)
 
-    times, compile_s = [], 0.0
-    for i in range(steps + 1):
-        x, y = jnp.asarray(tokens[i, ..., :-1], jnp.int32), jnp.asarray(tokens[i, ..., 1:], jnp.int32)
+        # Compilation alone (ahead of time), then one untimed warm-up step.
+        shapes = jnp.zeros((1, batch, config.block_size), jnp.int32)
         start = time.perf_counter()
-        model, opt_state, loss = make_step(model, opt_state, x, y, key, optimizer, compute_dtype)
-        loss.block_until_ready()
-        elapsed = time.perf_counter() - start
-        if i == 0:
-            compile_s = elapsed  # the first call traces and compiles, then runs one step
-        else:
-            times.append(elapsed)
+        with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
+            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+            make_step.lower(model, opt_state, shapes, shapes, key, optimizer, compute_dtype).compile()
+        compile_s = time.perf_counter() - start
+        times, host_times = [], []
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            x, y = get_batch(token_file, (1, batch), config.block_size, batch_rng(0, 0, i))
+            x, y = jnp.asarray(x), jnp.asarray(y)
+            host_s = time.perf_counter() - start
+            model, opt_state, loss = make_step(model, opt_state, x, y, key, optimizer, compute_dtype)
+            loss.block_until_ready()
+            if i > 0:
+                times.append(time.perf_counter() - start)
+                host_times.append(host_s)
     step_s = statistics.median(times)
     peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
     flops = flops_per_token(config, model.get_num_params()) * batch * config.block_size / step_s
@@ -100,7 +128,8 @@ def time_jax(config, batch: int) -> dict:
     stats = device.memory_stats() or {}
     return {
         "side": "jax", "device": device.device_kind, "step_ms": 1e3 * step_s,
-        "compile_s": compile_s - step_s, "tokens_per_s": batch * config.block_size / step_s,
+        "host_ms": 1e3 * statistics.median(host_times), "compile_s": compile_s,
+        "tokens_per_s": batch * config.block_size / step_s,
         "tflops": flops / 1e12, "mfu": flops / peak, "peak": f"{peak / 1e12:.3f} TFLOP/s ({peak_source})",
         "memory_bytes": stats.get("peak_bytes_in_use", peak_rss_bytes()),
         "memory_kind": "device peak" if "peak_bytes_in_use" in stats else "process peak RSS",
@@ -191,13 +220,15 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
     print(
         f"arch={arch} n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
         f"block_size={config.block_size} vocab_size={config.vocab_size} batch_size={batch} "
-        f"mlp={config.mlp} dtype={dtype}, median of {steps} steps"
+        f"mlp={config.mlp} scan_layers={config.scan_layers} dtype={dtype}, median of {steps} steps"
     )
     for r in rows:
         mfu = f"{100 * r['mfu']:5.1f}% MFU of {r['peak']}" if "mfu" in r else ""
+        # Drawing and transferring the batch, which train.py overlaps with the previous step.
+        host = f"batch {r['host_ms']:.2f} ms ({r['host_ms'] / r['step_ms']:.1%})  " if "host_ms" in r else ""
         print(
             f"{r['side']:>6}: {r['step_ms']:8.1f} ms/step {r['tokens_per_s']:10,.0f} tokens/s "
-            f"compile {r['compile_s']:5.1f} s  {r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  "
+            f"compile {r['compile_s']:5.1f} s  {host}{r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  "
             f"{mfu}  [{r['device']}]"
         )
     if len(rows) == 2:
@@ -208,7 +239,7 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
 @report_user_errors
 def main():
     argv = sys.argv[1:]
-    configure(globals(), argv)
+    configure(globals(), argv, preset=arch_preset)
     if side not in ("jax", "torch"):
         raise UserError(f"side must be jax or torch, got {side!r}")
     config, batch = model_config()

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configurator import configure, explicit_keys
-from helpers import archs, checkpoint, hf, sharding
+from helpers import archs, checkpoint, hf, plots, sharding
 from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
@@ -65,6 +65,7 @@ window = 0  # sliding-window attention over this many latest positions; 0 = all
 multiple_of = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
 rope_theta = 10000.0  # base of the rotary frequencies
 layers = ()  # per-layer overrides, one per layer, e.g. '("attention", "conv")' or "mixer=conv,mlp=gelu"
+scan_layers = True  # scan over the stacked blocks (compile time flat in depth); False unrolls them, faster on CPU for shallow models
 # AdamW optimizer
 learning_rate = 6e-4  # peak learning rate
 max_iters = 600000  # optimizer steps in total
@@ -140,6 +141,22 @@ def append_log(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def draw_losses(out: Path) -> None:
+    """out/loss.png from the log so far. A picture is not worth stopping a run for: a failed
+    write is reported and training goes on."""
+    try:
+        plots.plot_losses({out.resolve().name: plots.read_log(out)}, out / "loss.png")
+    except OSError as error:
+        print(f"warning: could not write {out / 'loss.png'}: {error}")
+
+
+def duration(seconds: float) -> str:
+    """1h02m, 3m20s or 45s: how long training has left, at the current pace (evaluations aside)."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def start_processes(settings: dict) -> None:
     """Join the other processes of a multi-host run (before anything touches a device)."""
     count = int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"]))
@@ -174,8 +191,9 @@ def main():
     header, pretrained = None, None
     if init_from == "resume":
         header = checkpoint.read_header(ckpt_path)
-        # A resumed run keeps the checkpoint's model; the rest of the settings are this run's.
-        config = GPTConfig(**header["model_config"])
+        # A resumed run keeps the checkpoint's model; the rest of the settings, and how the
+        # layers run, are this run's.
+        config = dataclasses.replace(GPTConfig(**header["model_config"]), scan_layers=scan_layers)
         differ = [f"{k}={getattr(config, k)!r} (asked: {settings[k]!r})"
                   for k in sorted(explicit_keys() & set(header["model_config"]))
                   if settings[k] != getattr(config, k) and k != "dropout"]
@@ -187,7 +205,7 @@ def main():
     else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
         hf_dir = hf.resolve(init_from)
         say(f"initialising from {hf_dir}")
-        pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout)
+        pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout, scan_layers=scan_layers)
         config = pretrained.config
     if config.vocab_size != meta["vocab_size"]:
         raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "
@@ -255,6 +273,7 @@ def main():
         say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         if main_process:
             append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+            draw_losses(out)
         if wandb_log and main_process:
             wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]})
         if not all(math.isfinite(v) for v in losses.values()):
@@ -304,14 +323,16 @@ def main():
                 "ms_per_iter": 1000 * seconds_per_iter, "tokens_per_s": tokens_per_iter / seconds_per_iter,
                 "mfu": flops_per_iter / seconds_per_iter / peak,
             }
-            say(f"iter {iter_num}: loss {loss:.4f}, lr {record['lr']:.2e}, "
-                f"{record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tokens/s, "
-                f"MFU {record['mfu']:.1%}")
+            say(f"iter {iter_num}/{max_iters}: loss {loss:.4f}, lr {record['lr']:.2e}, "
+                f"{record['ms_per_iter']:.1f} ms/iter ({1 / seconds_per_iter:.1f} it/s), "
+                f"{record['tokens_per_s']:,.0f} tokens/s, MFU {record['mfu']:.1%}, "
+                f"ETA {duration((max_iters - iter_num) * seconds_per_iter)}")
             if main_process:
                 append_log(log_path, record)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             evaluate_and_save()
-            last_log_time = time.perf_counter()  # evaluation time is not training time
+            # Evaluation time is not training time: the next rate counts from here.
+            last_log_time, last_log_iter = time.perf_counter(), iter_num
 
     if jax.process_count() > 1:
         # Every process says what it holds, so a run can check they all agree.

@@ -65,9 +65,12 @@ def gpt2_xl() -> dict:
 
 @ARCHS.register("shakespeare-char")
 def shakespeare_char() -> dict:
-    """nanoGPT's shakespeare-char model: 6 layers, 384 wide, context 256, dropout 0.2."""
+    """nanoGPT's shakespeare-char model: 6 layers, 384 wide, context 256, dropout 0.2.
+
+    Shallow enough that unrolling the layers (scan_layers=False) costs little compile time
+    and runs faster on CPU."""
     return gpt2() | dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65,
-                         bias=False, dropout=0.2)
+                         bias=False, dropout=0.2, scan_layers=False)
 
 
 @ARCHS.register("baby")

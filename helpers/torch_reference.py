@@ -8,8 +8,6 @@ come from one of our models (`from_jax`), so both sides start from the very same
 
 import math
 
-import equinox as eqx
-import jax
 import numpy as np
 import optax
 import torch
@@ -82,8 +80,7 @@ def from_jax(model: GPT) -> TorchGPT:
         torch_model.wte.weight.copy_(as_tensor(model.wte.weight))
         torch_model.wpe.weight.copy_(as_tensor(model.wpe.weight))
         _copy_layer(model.ln_f, torch_model.ln_f, as_tensor)
-        for i, block in enumerate(torch_model.h):
-            layer = jax.tree.map(lambda a, i=i: a[i] if eqx.is_array(a) else a, model.h)
+        for layer, block in zip(model.blocks(), torch_model.h):
             for path, name in BLOCK_NAMES.items():
                 source = layer
                 for part in path.split("."):

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import re
 
@@ -216,3 +217,42 @@ def test_registering_a_different_object_under_a_taken_name_fails():
     with pytest.raises(ValueError, match="already registered to CausalSelfAttention"):
         MIXERS.register("attention")(CausalConv)
     assert MIXERS["attention"] is CausalSelfAttention
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_kv_head": 2, "n_head": 4}, {"window": 3}], ids=["mha", "gqa", "window"])
+def test_attention_weights_are_what_the_fused_kernel_applies(extra):
+    config = dataclasses.replace(SMALL, **extra)
+    attn = GPT(config, key=jax.random.key(1)).blocks()[0].attn
+    x = jax.random.normal(jax.random.key(2), (16, 32))
+    weights = attn.weights(x)
+    assert weights.shape == (config.n_head, 16, 16)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    query, key = np.indices((16, 16))
+    hidden = (key > query) | ((query - key >= config.window) if config.window else False)
+    assert np.all(np.asarray(weights)[:, hidden] == 0.0) and np.all(np.asarray(weights)[:, ~hidden] > 0.0)
+    # Weighting the values by them gives exactly what the attention layer computes.
+    _, _, v = attn.heads(x, jnp.arange(16))
+    v = jnp.repeat(v, config.n_head // config.kv_heads, axis=1)
+    mixed = jnp.einsum("hqk,khd->qhd", weights, v).reshape(16, 32)
+    np.testing.assert_allclose(attn.c_proj(mixed), attn(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [(), ("conv", "attention", "conv")], ids=["stacked", "mixed"])
+def test_blocks_one_by_one_give_the_forward_pass(layers):
+    model = GPT(dataclasses.replace(SMALL, layers=layers), key=jax.random.key(3))
+    idx = jnp.arange(16) % 50
+    x = model.embed(idx, 0)
+    for block in model.blocks():
+        x = block(x)
+    assert len(model.blocks()) == 3
+    np.testing.assert_allclose(model.head(x), model(idx), atol=1e-5)
+
+
+def test_unrolled_layers_compute_what_the_scan_computes():
+    idx = jnp.arange(16) % 50
+    scanned = GPT(SMALL, key=jax.random.key(4))
+    unrolled = GPT(dataclasses.replace(SMALL, scan_layers=False), key=jax.random.key(4))
+    np.testing.assert_allclose(unrolled(idx), scanned(idx), atol=1e-5)
+    grads = [eqx.filter_grad(lambda m: m(idx).sum())(m) for m in (scanned, unrolled)]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -58,6 +58,20 @@ def test_resume_is_exact(tmp_path, char_dataset):
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_run_may_resume_with_its_layers_unrolled(tmp_path, char_dataset):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--eval_interval=3", "--always_save_checkpoint=True"]
+    train(straight, char_dataset, "--max_iters=6", *common)
+    train(split, char_dataset, "--max_iters=3", *common)
+    # How the layers run is this run's choice, not part of the architecture.
+    train(split, char_dataset, "--max_iters=6", "--init_from=resume", "--scan_layers=False", *common)
+    straight_losses, _ = losses(straight)
+    split_losses, _ = losses(split)
+    np.testing.assert_allclose([split_losses[i] for i in range(1, 7)], [straight_losses[i] for i in range(1, 7)], rtol=1e-5)
+    header, _ = load_params(split)
+    assert header["model_config"]["scan_layers"] is False
+
+
 def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
     out = tmp_path / "run"
     train(out, char_dataset, "--max_iters=2", "--eval_interval=2")
@@ -83,3 +97,9 @@ def test_user_mistakes_are_one_line(tmp_path, char_dataset, arg, message):
 def test_missing_dataset_is_clear(tmp_path):
     result = train(tmp_path / "run", tmp_path / "nowhere", "--max_iters=1", check=False)
     assert result.returncode == 2 and "run the dataset's prepare.py" in result.stderr
+
+
+def test_the_eta_reads_as_hours_minutes_or_seconds():
+    from train import duration
+
+    assert [duration(s) for s in (45.9, 200, 3720)] == ["45s", "3m20s", "1h02m"]

@@ -1,0 +1,113 @@
+"""Pictures of training runs: loss curves from log.jsonl, and attention maps from a checkpoint.
+
+matplotlib draws off-screen (the Agg backend), so this works on a machine with no display.
+Every PNG is written to a temporary file and renamed into place, like the checkpoints.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from jaxtyping import Array, Float, Int  # noqa: E402
+
+from helpers.errors import UserError  # noqa: E402
+from model import GPT, CausalSelfAttention  # noqa: E402
+
+
+def read_log(out_dir: Path) -> list[dict]:
+    """The records train.py appended to out_dir/log.jsonl: training lines and evaluations."""
+    path = Path(out_dir) / "log.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: is {out_dir} the out_dir of a training run?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save(fig, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def latest(records: list[dict], field: str) -> list[dict]:
+    """The records that have `field`, one per iteration, in order. A resumed run repeats the
+    iterations after its checkpoint; the later record of each wins."""
+    by_iter = {r["iter"]: r for r in records if field in r}
+    return [by_iter[i] for i in sorted(by_iter)]
+
+
+def plot_losses(runs: dict[str, list[dict]], path: Path) -> None:
+    """Train and val loss against iteration for each run (one colour per run), and, for a
+    single run, the learning rate on a second axis."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120, layout="constrained")
+    for (name, records), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 9):
+        steps, evals = latest(records, "loss"), latest(records, "val_loss")
+        prefix = f"{name}: " if len(runs) > 1 else ""
+        ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], color=color, alpha=0.3,
+                linewidth=1, label=f"{prefix}train (each logged step)")
+        ax.plot([r["iter"] for r in evals], [r["train_loss"] for r in evals], color=color,
+                linestyle="--", marker=".", label=f"{prefix}train (evaluated)")
+        ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], color=color,
+                marker="o", markersize=4, label=f"{prefix}val")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (cross-entropy, nats per token)")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if len(runs) == 1:
+        steps = latest(next(iter(runs.values())), "lr")
+        lr_axis = ax.twinx()
+        lr_axis.plot([r["iter"] for r in steps], [r["lr"] for r in steps], color="gray",
+                     linestyle=":", label="learning rate")
+        lr_axis.set_ylabel("learning rate")
+        lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        more_handles, more_labels = lr_axis.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="upper right", fontsize="small")
+    ax.set_title(" vs ".join(runs) if len(runs) > 1 else f"{next(iter(runs))}: loss and learning rate")
+    save(fig, path)
+
+
+def attention_maps(model: GPT, idx: Int[Array, " T"]) -> dict[int, Float[Array, "H T T"]]:
+    """Each attention layer's probabilities for one sequence, by layer index (layers with
+    another mixer have none). Runs the layers one at a time, as GPT.__call__ does."""
+    x = model.embed(idx, 0)
+    maps = {}
+    for i, block in enumerate(model.blocks()):
+        if isinstance(block.attn, CausalSelfAttention):
+            maps[i] = block.attn.weights(block.ln_1(x))
+        x = block(x)
+    return maps
+
+
+def plot_attention(maps: dict[int, Float[Array, "H T T"]], tokens: list[str], path: Path, title: str) -> None:
+    """A grid of heatmaps, one row per layer and one column per head: the row for query i
+    shows where position i looks. Tokens label the axes when there are few enough to read."""
+    n_layers, n_heads = len(maps), next(iter(maps.values())).shape[0]
+    side = 2.2 if len(tokens) <= 24 else 1.8
+    fig, axes = plt.subplots(n_layers, n_heads, figsize=(side * n_heads + 1, side * n_layers + 0.8),
+                             dpi=120, squeeze=False, layout="constrained")
+    labelled = len(tokens) <= 24
+    for row, (layer, weights) in enumerate(maps.items()):
+        for head in range(n_heads):
+            ax = axes[row, head]
+            image = ax.imshow(np.asarray(weights[head]), cmap="viridis", vmin=0.0, vmax=1.0)
+            ax.set_title(f"layer {layer}, head {head}", fontsize="small")
+            ax.set_xticks(range(len(tokens)) if labelled else [])
+            ax.set_yticks(range(len(tokens)) if labelled else [])
+            if labelled:
+                ax.set_xticklabels(tokens if row == n_layers - 1 else [], fontsize=6, rotation=90)
+                ax.set_yticklabels(tokens if head == 0 else [], fontsize=6)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight (row: query, column: key)")
+    fig.suptitle(title)
+    save(fig, path)
+
+
+def visible(token: str) -> str:
+    """A token as a readable axis label: spaces and newlines shown as symbols."""
+    return token.replace(" ", "\u2423").replace("\n", "\u21b5")

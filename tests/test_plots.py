@@ -1,0 +1,49 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.image import imread
+
+from helpers.plots import attention_maps, latest, plot_attention, plot_losses
+from model import GPT, GPTConfig
+
+
+def fake_run(scale: float) -> list[dict]:
+    """Records shaped as train.py writes them: a line per logged step, one per evaluation."""
+    records = []
+    for it in range(0, 101, 10):
+        records.append({"iter": it, "loss": scale * 4 / (1 + it / 20), "lr": 1e-3 * (1 - it / 200)})
+        if it % 50 == 0:
+            records.append({"iter": it, "train_loss": scale * 4 / (1 + it / 20), "val_loss": scale * 4.2 / (1 + it / 25)})
+    return records
+
+
+def test_loss_chart_of_one_run_and_of_several(tmp_path):
+    plot_losses({"out-a": fake_run(1.0)}, tmp_path / "one.png")
+    plot_losses({"out-a": fake_run(1.0), "out-b": fake_run(0.8)}, tmp_path / "two.png")
+    for name in ("one.png", "two.png"):
+        image = imread(tmp_path / name)
+        assert image.shape[:2] == (540, 960)  # 8 x 4.5 inches at 120 dpi
+        assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
+    assert not list(tmp_path.glob("*.tmp.png"))  # written through a temporary file
+
+
+def test_a_resumed_run_keeps_the_later_record_of_each_iteration():
+    records = [{"iter": 1, "loss": 3.0}, {"iter": 2, "loss": 2.5}, {"iter": 2, "loss": 2.4}, {"iter": 3, "loss": 2.0}]
+    assert [r["loss"] for r in latest(records, "loss")] == [3.0, 2.4, 2.0]
+
+
+def test_attention_maps_cover_the_attention_layers_only(tmp_path):
+    config = GPTConfig(block_size=16, vocab_size=20, n_layer=3, n_head=2, n_embd=16, layers=("attention", "conv", "attention"))
+    model = GPT(config, key=jax.random.key(0))
+    maps = attention_maps(model, jnp.arange(10))
+    assert sorted(maps) == [0, 2]
+    assert all(m.shape == (2, 10, 10) for m in maps.values())
+    # Layer 2's map is computed from what layers 0 and 1 made of the sequence.
+    x = model.embed(jnp.arange(10), 0)
+    for block in model.blocks()[:2]:
+        x = block(x)
+    layer = model.blocks()[2]
+    np.testing.assert_allclose(maps[2], layer.attn.weights(layer.ln_1(x)), atol=1e-6)
+    plot_attention(maps, list("abcdefghij"), tmp_path / "attention.png", "test")
+    image = imread(tmp_path / "attention.png")
+    assert image.shape[0] > 300 and image.shape[1] > 400 and image[..., :3].std() > 0.05
