@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from configurator import configure
 from helpers.data import dataset_dir, read_meta
 from helpers.errors import UserError, report_user_errors
-from helpers.plots import attention_maps, plot_attention, plot_losses, read_log, visible
+from helpers.plots import attention_maps, plot_attention, plot_losses, read_log, token_label
 from helpers.tokenizer import tokenizer_from_meta
 from helpers.training import load_trained_model
 
@@ -49,7 +49,7 @@ def main():
         maps = attention_maps(model, jnp.array(ids))
         if not maps:
             raise UserError(f"{out_dir}'s model has no attention layers to draw")
-        tokens = [visible(tokenizer.decode([i])) for i in ids]
+        tokens = [token_label(tokenizer.decode([i])) for i in ids]
         plot_attention(maps, tokens, path, f"{Path(out_dir).resolve().name}: attention on {prompt!r}")
     else:
         raise UserError(f"what must be loss or attention, got {what!r}")

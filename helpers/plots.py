@@ -4,6 +4,7 @@ matplotlib draws off-screen (the Agg backend), so this works on a machine with n
 Every PNG is written to a temporary file and renamed into place, like the checkpoints.
 """
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,8 @@ def plot_losses(runs: dict[str, list[dict]], path: Path) -> None:
     """Train and val loss against iteration for each run (one colour per run), and, for a
     single run, the learning rate on a second axis."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120, layout="constrained")
-    for (name, records), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 9):
+    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (name, records), color in zip(runs.items(), colors):
         steps, evals = latest(records, "loss"), latest(records, "val_loss")
         prefix = f"{name}: " if len(runs) > 1 else ""
         ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], color=color, alpha=0.3,
@@ -89,10 +91,10 @@ def plot_attention(maps: dict[int, Float[Array, "H T T"]], tokens: list[str], pa
     """A grid of heatmaps, one row per layer and one column per head: the row for query i
     shows where position i looks. Tokens label the axes when there are few enough to read."""
     n_layers, n_heads = len(maps), next(iter(maps.values())).shape[0]
-    side = 2.2 if len(tokens) <= 24 else 1.8
+    labelled = len(tokens) <= 24
+    side = 2.2 if labelled else 1.8  # inches per heatmap: room for the labels
     fig, axes = plt.subplots(n_layers, n_heads, figsize=(side * n_heads + 1, side * n_layers + 0.8),
                              dpi=120, squeeze=False, layout="constrained")
-    labelled = len(tokens) <= 24
     for row, (layer, weights) in enumerate(maps.items()):
         for head in range(n_heads):
             ax = axes[row, head]
@@ -108,6 +110,6 @@ def plot_attention(maps: dict[int, Float[Array, "H T T"]], tokens: list[str], pa
     save(fig, path)
 
 
-def visible(token: str) -> str:
+def token_label(token: str) -> str:
     """A token as a readable axis label: spaces and newlines shown as symbols."""
     return token.replace(" ", "\u2423").replace("\n", "\u21b5")
