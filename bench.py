@@ -104,11 +104,11 @@ def time_jax(config, batch: int) -> dict:
         token_file = open_split(Path(tmp), "train", config.block_size)
 
         # Compilation alone (ahead of time), then one untimed warm-up step.
-        shapes = jnp.zeros((1, batch, config.block_size), jnp.int32)
+        example = jnp.zeros((1, batch, config.block_size), jnp.int32)  # a batch of the right shape
         start = time.perf_counter()
         with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-            make_step.lower(model, opt_state, shapes, shapes, key, optimizer, compute_dtype).compile()
+            make_step.lower(model, opt_state, example, example, key, optimizer, compute_dtype).compile()
         compile_s = time.perf_counter() - start
         times, host_times = [], []
         for i in range(steps + 1):

@@ -11,10 +11,9 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from configurator import configure
-from helpers.data import dataset_dir, read_meta
+from helpers.data import run_tokenizer
 from helpers.errors import UserError, report_user_errors
 from helpers.plots import attention_maps, plot_attention, plot_losses, read_log, token_label
-from helpers.tokenizer import tokenizer_from_meta
 from helpers.training import load_trained_model
 
 # -----------------------------------------------------------------------------------------------
@@ -41,7 +40,7 @@ def main():
     elif what == "attention":
         path = Path(output or "attention.png")
         model, header = load_trained_model(Path(out_dir), checkpoint)
-        tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
+        tokenizer = run_tokenizer(header)
         ids = tokenizer.encode(prompt)
         if not 0 < len(ids) <= min(MAX_PROMPT_TOKENS, model.config.block_size):
             raise UserError(f"the prompt has {len(ids)} tokens: give between 1 and "

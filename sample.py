@@ -15,10 +15,10 @@ import numpy as np
 
 from configurator import configure
 from helpers import hf
-from helpers.data import dataset_dir, read_meta
+from helpers.data import run_tokenizer
 from helpers.errors import UserError, report_user_errors
 from helpers.generation import check_sampling, generate
-from helpers.tokenizer import GPT2_EOT, GPT2Tokenizer, tokenizer_from_meta
+from helpers.tokenizer import GPT2_EOT, GPT2Tokenizer
 from helpers.training import load_trained_model
 
 # -----------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def main():
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     if init_from == "resume":
         model, header = load_trained_model(Path(out_dir), checkpoint)
-        tokenizer = tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
+        tokenizer = run_tokenizer(header)
     else:
         model, tokenizer = hf.load_gpt2(hf.resolve(init_from)), GPT2Tokenizer()
     # A GPT-2-tokenised model starts a document after end-of-text and ends it at the next one.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.errors import UserError
-from helpers.tokenizer import CharTokenizer
+from helpers.tokenizer import CharTokenizer, tokenizer_from_meta
 
 
 def dataset_dir(name: str) -> Path:
@@ -119,3 +119,8 @@ def text_corpus_args(description: str, here: Path, url: str) -> tuple[str, Path]
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     return read_or_download(args.input, here / "input.txt", url), args.out_dir
+
+
+def run_tokenizer(header: dict):
+    """The tokenizer of the dataset a checkpoint (given by its header) was trained on."""
+    return tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
