@@ -25,6 +25,7 @@ import numpy as np
 
 from configurator import configure
 from helpers.errors import UserError, report_user_errors
+from helpers.cpu_runtime import tune_cpu_runtime
 
 # Sequences per step for the sizes nanoGPT benchmarks (others: 8).
 BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}
@@ -254,4 +255,5 @@ def main():
 
 
 if __name__ == "__main__":
+    tune_cpu_runtime()  # as train.py does, for both sides of --compare
     main()

@@ -6,6 +6,7 @@ Settings are the globals below, overridden by config files and then by --key=val
 (`python train.py --help` lists them). Checkpoints go to out_dir/ckpt.eqx; init_from=resume
 continues from there exactly as if training had never stopped.
 """
+# ruff: noqa: E402
 
 import dataclasses
 import hashlib
@@ -15,6 +16,11 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from helpers.cpu_runtime import tune_cpu_runtime
+
+if __name__ == "__main__":
+    tune_cpu_runtime()  # before jax is imported or allocates anything (E402 below)
 
 import equinox as eqx
 import jax

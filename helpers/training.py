@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from helpers import checkpoint
 from helpers.optim import optimizer_from_settings
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, over_batch
 
 
 def init_state(
@@ -62,12 +62,13 @@ def loss_fn(
 ) -> Float[Array, ""]:
     """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype."""
     model = cast_floats(model, compute_dtype)
-    # The model takes one sequence; vmap maps it over the batch, with one dropout key per row.
+    # The model takes one sequence; over_batch (jax.vmap, with the batch folded into each
+    # matmul) maps it over the batch, with one dropout key per row.
     if key is None:
-        logits = jax.vmap(model)(x)
+        logits = over_batch(model)(x)
     else:
         keys = jax.random.split(key, x.shape[0])
-        logits = jax.vmap(lambda idx, k: model(idx, key=k))(x, keys)
+        logits = over_batch(lambda idx, k: model(idx, key=k))(x, keys)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 

@@ -9,21 +9,24 @@ import numpy as np
 import pytest
 
 from helpers.optim import lr_schedule, make_optimizer
+import model as model_module
 from helpers.training import make_step
-from model import MIXERS, GPT, CausalConv, CausalSelfAttention, GPTConfig, swiglu_hidden
+from model import (
+    MIXERS, GPT, CausalConv, CausalSelfAttention, GPTConfig, attend, causal_mask, over_batch, project, swiglu_hidden,
+)
 
 SMALL = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32)
 
 
 def test_logits_shape_and_causality():
-    model = GPT(SMALL, key=jax.random.key(0))
+    model = eqx.filter_jit(GPT(SMALL, key=jax.random.key(0)))
     idx = jnp.arange(16) % 50
     logits = model(idx)
     assert logits.shape == (16, 50) and logits.dtype == jnp.float32
     for t in range(15):
-        changed = idx.at[t + 1].set((idx[t + 1] + 1) % 50)
-        np.testing.assert_array_equal(model(changed)[: t + 1], logits[: t + 1])
-        assert not np.allclose(model(changed)[t + 1], logits[t + 1])
+        changed = model(idx.at[t + 1].set((idx[t + 1] + 1) % 50))
+        np.testing.assert_array_equal(changed[: t + 1], logits[: t + 1])
+        assert not np.allclose(changed[t + 1], logits[t + 1])
 
 
 def test_gpt2_parameter_counts():
@@ -219,8 +222,10 @@ def test_registering_a_different_object_under_a_taken_name_fails():
     assert MIXERS["attention"] is CausalSelfAttention
 
 
+@pytest.mark.parametrize("query_block", [128, 5], ids=["one-block", "blocks-of-5"])
 @pytest.mark.parametrize("extra", [{}, {"n_kv_head": 2, "n_head": 4}, {"window": 3}], ids=["mha", "gqa", "window"])
-def test_attention_weights_are_what_the_fused_kernel_applies(extra):
+def test_attention_weights_are_what_the_layer_applies(extra, query_block, monkeypatch):
+    monkeypatch.setattr(model_module, "QUERY_BLOCK", query_block)  # 16 queries in blocks of 5, 5, 5, 1
     config = dataclasses.replace(SMALL, **extra)
     attn = GPT(config, key=jax.random.key(1)).blocks()[0].attn
     x = jax.random.normal(jax.random.key(2), (16, 32))
@@ -235,6 +240,28 @@ def test_attention_weights_are_what_the_fused_kernel_applies(extra):
     v = jnp.repeat(v, config.n_head // config.kv_heads, axis=1)
     mixed = jnp.einsum("hqk,khd->qhd", weights, v).reshape(16, 32)
     np.testing.assert_allclose(attn.c_proj(mixed), attn(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_kv_head": 2, "n_head": 4}, {"window": 3}], ids=["mha", "gqa", "window"])
+def test_attend_computes_what_the_fused_kernel_computes(extra):
+    # On a GPU the layer calls jax.nn.dot_product_attention instead: both must agree, values
+    # and gradients, including which key head each query head reads.
+    config = dataclasses.replace(SMALL, **extra)
+    attn = GPT(config, key=jax.random.key(1)).blocks()[0].attn
+    q, k, v = attn.heads(jax.random.normal(jax.random.key(2), (16, 32)), jnp.arange(16))
+    window = (config.window - 1, 0) if config.window else None
+
+    def fused(q, k, v):
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=window)
+
+    def ours(q, k, v):
+        return attend(q, k, v, causal_mask(jnp.arange(16), jnp.arange(16), config.window))[0]
+
+    np.testing.assert_allclose(ours(q, k, v), fused(q, k, v), atol=1e-5)
+    probe = jax.random.normal(jax.random.key(3), q.shape)
+    grads = [jax.grad(lambda *qkv, f=f: jnp.sum(f(*qkv) * probe), argnums=(0, 1, 2))(q, k, v) for f in (ours, fused)]
+    for a, b in zip(grads[0], grads[1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("layers", [(), ("conv", "attention", "conv")], ids=["stacked", "mixed"])
@@ -256,3 +283,57 @@ def test_unrolled_layers_compute_what_the_scan_computes():
     grads = [eqx.filter_grad(lambda m: m(idx).sum())(m) for m in (scanned, unrolled)]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def weight_gradient_contractions(fn, *args) -> list[int]:
+    """How many axes each matmul by a weight matrix (a dot_general without batch axes, unlike
+    attention's per-head ones) in fn's jaxpr, nested ones included, contracts over."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                (contracting, _), (batch, _) = eqn.params["dimension_numbers"]
+                if not batch:
+                    found.append(len(contracting))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("scan_layers", [True, False], ids=["scan", "unrolled"])
+def test_over_batch_folds_the_batch_into_each_matmul_and_keeps_the_gradient(scan_layers):
+    model = GPT(dataclasses.replace(SMALL, scan_layers=scan_layers, dropout=0.1), key=jax.random.key(5))
+    idx = jax.random.randint(jax.random.key(6), (4, 16), 0, 50)
+    keys = jax.random.split(jax.random.key(7), 4)
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def loss(params, vmap):
+        forward = lambda i, k: eqx.combine(params, static)(i, key=k)  # noqa: E731
+        return vmap(forward)(idx, keys).sum()
+
+    folded, plain = (jax.jit(jax.grad(loss), static_argnums=1)(params, v) for v in (over_batch, jax.vmap))
+    for a, b in zip(jax.tree.leaves(folded), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # A plain vmap leaves weight gradients contracting over (B, T); folded, every matmul
+    # contracts over one axis.
+    grad_with = lambda vmap: jax.grad(lambda p: loss(p, vmap))  # noqa: E731
+    assert max(weight_gradient_contractions(grad_with(jax.vmap), params)) == 2
+    assert max(weight_gradient_contractions(grad_with(over_batch), params)) == 1
+    # Outside over_batch a single sequence still differentiates (the folding is off again),
+    # to the gradient of a batch of one.
+    single = jax.jit(jax.grad(lambda p: eqx.combine(p, static)(idx[0], key=keys[0]).sum()))(params)
+    one = jax.jit(jax.grad(lambda p: over_batch(lambda i, k: eqx.combine(p, static)(i, key=k))(idx[:1], keys[:1]).sum()))(
+        params
+    )
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_over_batch_with_batched_weights_too():
+    x = jax.random.normal(jax.random.key(8), (3, 5, 4))
+    w = jax.random.normal(jax.random.key(9), (3, 6, 4))  # one weight matrix per row: a vmap over models
+    np.testing.assert_allclose(over_batch(project)(x, w), jnp.einsum("bti,boi->bto", x, w), rtol=1e-5)
+    np.testing.assert_allclose(over_batch(lambda x: project(x, w[0]))(x), x @ w[0].T, rtol=1e-5)
