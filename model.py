@@ -280,7 +280,7 @@ class KVCache(eqx.Module):
     Stacked like the layers that use it, one slice each; layer i reads and writes slice i.
     """
 
-    k: Float[Array, "L Hkv D S"]  # kept (head_size, S), the layout the score matmul reads
+    k: Float[Array, "L Hkv S D"]
     v: Float[Array, "L Hkv S D"]
 
 
@@ -390,8 +390,8 @@ class CausalSelfAttention(eqx.Module):
 
     @staticmethod
     def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32) -> KVCache:
-        shape = (n, config.kv_heads, config.head_size, config.block_size)
-        return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype).swapaxes(-1, -2))
+        shape = (n, config.kv_heads, config.block_size, config.head_size)
+        return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
     def decode(
         self, x: Float[Array, "T C"], cache: KVCache, layer: Int[Array, ""], pos: Int[Array, ""]
@@ -405,12 +405,12 @@ class CausalSelfAttention(eqx.Module):
         positions = pos + jnp.arange(T)
         q, k, v = self.heads(x, positions)
         cache = KVCache(
-            jax.lax.dynamic_update_slice(cache.k, k.transpose(1, 2, 0)[None].astype(cache.k.dtype), (layer, 0, 0, pos)),
+            jax.lax.dynamic_update_slice(cache.k, k.swapaxes(0, 1)[None].astype(cache.k.dtype), (layer, 0, pos, 0)),
             jax.lax.dynamic_update_slice(cache.v, v.swapaxes(0, 1)[None].astype(cache.v.dtype), (layer, 0, pos, 0)),
         )
         keys, values = cache.k[layer].astype(q.dtype), cache.v[layer].astype(q.dtype)
-        slots = jnp.arange(keys.shape[-1])
-        y, _ = attend(q, keys.transpose(2, 0, 1), values.swapaxes(0, 1), causal_mask(positions, slots, self.window))
+        slots = jnp.arange(keys.shape[1])
+        y, _ = attend(q, keys.swapaxes(0, 1), values.swapaxes(0, 1), causal_mask(positions, slots, self.window))
         return self.c_proj(y.reshape(T, C)), cache
 
 
