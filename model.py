@@ -15,6 +15,7 @@ Three ways this differs from the PyTorch original (nanoGPT), each explained wher
 import contextvars
 import dataclasses
 import math
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -141,7 +142,7 @@ POSITIONS = ("learned", "rope", "none")
 _FOLDING = contextvars.ContextVar("folding", default=False)
 
 
-def over_batch(fn):
+def over_batch(fn: Callable) -> Callable:
     """jax.vmap(fn) over a batch of sequences, in which every weight matrix multiplies the
     whole batch at once, as one (B*T, in) matrix, instead of B (T, in) ones.
 
@@ -177,7 +178,9 @@ def _fold_rows(x: Float[Array, "T in"], weight: Float[Array, "out in"]) -> Float
 
 
 @_fold_rows.def_vmap
-def _fold_rows_rule(axis_size: int, in_batched: list[bool], x, weight):
+def _fold_rows_rule(
+    axis_size: int, in_batched: list[bool], x: Float[Array, "*B T in"], weight: Float[Array, "*B out in"]
+) -> tuple[Float[Array, "B T out"], bool]:
     x_batched, weight_batched = in_batched
     if weight_batched:  # a vmap over models, not only over sequences: the ordinary rule
         return jax.vmap(lambda a, w: a @ w.T, in_axes=(0 if x_batched else None, 0))(x, weight), True
