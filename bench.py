@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from configurator import configure
-from helpers.errors import UserError, report_user_errors
 from helpers.cpu_runtime import tune_cpu_runtime
+from helpers.errors import UserError, report_user_errors
 
 # Sequences per step for the sizes nanoGPT benchmarks (others: 8).
 BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}

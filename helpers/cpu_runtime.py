@@ -8,7 +8,7 @@
    its memory for 2 MiB pages: 512 times fewer faults. glibc reads it from the environment
    only at start-up, so the script restarts itself once with it set.
 2. XLA's own matmul code instead of the YNNPACK library. YNNPACK runs attention's batched
-   (per-head) matmuls at 30-80 GFLOP/s here against XLA's 45-100; turned off, the whole step
+   (per-head) matmuls at 32-85 GFLOP/s here against XLA's 44-102; turned off, the whole step
    is faster at both benchmark sizes. XLA reads the flag when the backend starts.
 
 Anything the user has set already (GLIBC_TUNABLES, the flag in XLA_FLAGS) is left alone.
