@@ -1,13 +1,15 @@
 """Speed: training steps (tokens/s, model FLOP/s, MFU, compile time, peak memory), or sampling.
 
     python bench.py                          # nanoGPT's CPU "baby" size
-    python bench.py --arch=shakespeare-char --compare
+    python bench.py --arch=shakespeare-char --compare --rounds=2   # alternating, median ratio
     python bench.py --n_layer=8 --n_embd=256 --n_head=8 --batch_size=16
     python bench.py --mode=sample --arch=shakespeare-char   # KV cache vs full recompute
 
 --compare also times the same architecture in PyTorch (eager, fused QKV,
 F.scaled_dot_product_attention, AdamW) and prints the ratio of the medians. Each side runs in
-its own process, so the two never share threads and each reports its own peak memory.
+its own process, so the two never share threads and each reports its own peak memory. This
+machine's speed drifts by up to 2x over minutes, so --rounds=3 times the sides alternately,
+three times each, and reports the median of the three ratios: drift then hits both sides.
 Steps use random tokens: this measures the model and optimizer, not the data pipeline.
 """
 
@@ -43,6 +45,7 @@ batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8
 dtype = "float32"  # compute dtype: float32 or bfloat16
 steps = 10  # timed steps; the median is reported
 compare = False  # also time PyTorch on the same architecture and print the ratio
+rounds = 1  # with --compare: time the two sides this many times, alternately; the median ratio counts
 side = "jax"  # which implementation this process times: jax or torch
 peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a matmul
 threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
@@ -208,7 +211,7 @@ def time_sampling(config) -> None:
 
 def run_side(which: str, argv: list[str]) -> dict:
     """Time one side in a child process and read back the JSON line it prints."""
-    args = [a for a in argv if not a.startswith(("--compare", "--side"))]
+    args = [a for a in argv if not a.startswith(("--compare", "--side", "--rounds"))]
     result = subprocess.run(
         [sys.executable, __file__, *args, f"--side={which}"], capture_output=True, text=True, check=False
     )
@@ -232,9 +235,11 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
             f"compile {r['compile_s']:5.1f} s  {host}{r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  "
             f"{mfu}  [{r['device']}]"
         )
-    if len(rows) == 2:
-        jax_row, torch_row = rows
-        print(f"jax / torch speed: {torch_row['step_ms'] / jax_row['step_ms']:.2f}x")
+    jax_rows, torch_rows = [r for r in rows if r["side"] == "jax"], [r for r in rows if r["side"] == "torch"]
+    if torch_rows:
+        ratios = [t["step_ms"] / j["step_ms"] for j, t in zip(jax_rows, torch_rows)]
+        each = f" (median of {len(ratios)} rounds: {', '.join(f'{r:.2f}x' for r in ratios)})" if len(ratios) > 1 else ""
+        print(f"jax / torch speed: {statistics.median(ratios):.2f}x{each}")
 
 
 @report_user_errors
@@ -247,7 +252,9 @@ def main():
     if mode == "sample":
         time_sampling(config)
     elif compare:
-        print_table(config, batch, [run_side("jax", argv), run_side("torch", argv)])
+        if rounds < 1:
+            raise UserError(f"rounds must be at least 1, got {rounds}")
+        print_table(config, batch, [run_side(which, argv) for _ in range(rounds) for which in ("jax", "torch")])
     elif "--side=" in " ".join(argv):
         print(json.dumps(time_jax(config, batch) if side == "jax" else time_torch(config, batch)))
     else:
