@@ -235,11 +235,11 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
             f"compile {r['compile_s']:5.1f} s  {host}{r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  "
             f"{mfu}  [{r['device']}]"
         )
-    jax_rows, torch_rows = [r for r in rows if r["side"] == "jax"], [r for r in rows if r["side"] == "torch"]
-    if torch_rows:
-        ratios = [t["step_ms"] / j["step_ms"] for j, t in zip(jax_rows, torch_rows)]
-        each = f" (median of {len(ratios)} rounds: {', '.join(f'{r:.2f}x' for r in ratios)})" if len(ratios) > 1 else ""
-        print(f"jax / torch speed: {statistics.median(ratios):.2f}x{each}")
+    # --compare's rows come in rounds of (jax, torch); a ratio is taken within a round only.
+    ratios = [torch_row["step_ms"] / jax_row["step_ms"] for jax_row, torch_row in zip(rows[::2], rows[1::2])]
+    if ratios:
+        per_round = f" (median of {len(ratios)} rounds: {', '.join(f'{r:.2f}x' for r in ratios)})" if len(ratios) > 1 else ""
+        print(f"jax / torch speed: {statistics.median(ratios):.2f}x{per_round}")
 
 
 @report_user_errors
