@@ -285,21 +285,29 @@ def test_unrolled_layers_compute_what_the_scan_computes():
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-def weight_gradient_contractions(fn, *args) -> list[int]:
-    """How many axes each matmul by a weight matrix (a dot_general without batch axes, unlike
-    attention's per-head ones) in fn's jaxpr, nested ones included, contracts over."""
+def equations(fn, *args, name: str) -> list:
+    """The equations of primitive `name` in fn's jaxpr, nested ones included."""
     found = []
 
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "dot_general":
-                (contracting, _), (batch, _) = eqn.params["dimension_numbers"]
-                if not batch:
-                    found.append(len(contracting))
+            if eqn.primitive.name == name:
+                found.append(eqn)
             for sub in jax.extend.core.jaxprs_in_params(eqn.params):
                 walk(sub)
 
     walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+def weight_gradient_contractions(fn, *args) -> list[int]:
+    """How many axes each matmul by a weight matrix (a dot_general without batch axes, unlike
+    attention's per-head ones) in fn's jaxpr contracts over."""
+    found = []
+    for eqn in equations(fn, *args, name="dot_general"):
+        (contracting, _), (batch, _) = eqn.params["dimension_numbers"]
+        if not batch:
+            found.append(len(contracting))
     return found
 
 
@@ -322,6 +330,13 @@ def test_over_batch_folds_the_batch_into_each_matmul_and_keeps_the_gradient(scan
     grad_with = lambda vmap: jax.grad(lambda p: loss(p, vmap))  # noqa: E731
     assert max(weight_gradient_contractions(grad_with(jax.vmap), params)) == 2
     assert max(weight_gradient_contractions(grad_with(over_batch), params)) == 1
+    # The two tables' gradients are scatter-adds of (B, T, C) updates when folded. A plain vmap
+    # looks the positions up once, so the position table's updates are summed over B first.
+    def scatter_update_ranks(vmap):
+        return sorted(eqn.invars[2].aval.ndim for eqn in equations(grad_with(vmap), params, name="scatter-add"))
+
+    assert scatter_update_ranks(jax.vmap) == [2, 3]
+    assert scatter_update_ranks(over_batch) == [3, 3]
     # Outside over_batch a single sequence still differentiates (the folding is off again),
     # to the gradient of a batch of one.
     single = jax.jit(jax.grad(lambda p: eqx.combine(p, static)(idx[0], key=keys[0]).sum()))(params)
