@@ -189,7 +189,7 @@ def _fold_rows_rule(
     return rows.reshape(*x.shape[:-1], weight.shape[0]), True
 
 
-def token_positions(idx: Int[Array, " T"], start) -> Int[Array, " T"]:
+def token_positions(idx: Int[Array, " T"], start: Int[Array, ""] | int) -> Int[Array, " T"]:
     """The positions start, start + 1, ... of the tokens idx.
 
     They are the same for every sequence, so a plain vmap looks their embeddings up once and
@@ -200,6 +200,8 @@ def token_positions(idx: Int[Array, " T"], start) -> Int[Array, " T"]:
     table's gradient is then a scatter-add, like the token table's, from the same gradient.
     """
     ids = start + jnp.arange(idx.shape[0])  # int32: no need for 64-bit integers (jax_enable_x64)
+    # idx goes along only because it is batched: vmap calls a custom rule only for a call
+    # that has a batched input, and the positions alone are not.
     return _copy_per_sequence(ids, idx) if _FOLDING.get() else ids
 
 
