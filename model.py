@@ -660,7 +660,7 @@ class GPT(eqx.Module):
             return list(self.h)
         return [jax.tree.map(lambda a, i=i: a[i] if eqx.is_array(a) else a, self.h) for i in range(self.config.n_layer)]
 
-    def embed(self, idx: Int[Array, " T"], pos) -> Float[Array, "T C"]:
+    def embed(self, idx: Int[Array, " T"], pos: Int[Array, ""] | int) -> Float[Array, "T C"]:
         """Token embeddings, plus learned position embeddings for positions pos, pos + 1, ..."""
         x = self.wte(idx)
         return x if self.wpe is None else x + self.wpe(token_positions(idx, pos))
