@@ -41,6 +41,7 @@ block_size = 64  # tokens per sequence (default: the arch's)
 vocab_size = 65  # vocabulary (default: the arch's)
 mlp = "gelu"  # gelu or swiglu (default: the arch's)
 scan_layers = False  # scan over the layers, or unroll them (default: the arch's)
+remat = "none"  # gradient checkpointing: none, dots or full (default: the arch's)
 batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
 dtype = "float32"  # compute dtype: float32 or bfloat16
 steps = 10  # timed steps; the median is reported
@@ -51,7 +52,7 @@ peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a m
 threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
 new_tokens = 500  # sample mode: tokens generated after a one-token prompt
 
-MODEL_SETTINGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "mlp", "scan_layers")
+MODEL_SETTINGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "mlp", "scan_layers", "remat")
 
 
 def arch_preset(settings: dict) -> dict:
@@ -112,8 +113,11 @@ def time_jax(config, batch: int) -> dict:
         start = time.perf_counter()
         with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-            make_step.lower(model, opt_state, example, example, key, optimizer, compute_dtype).compile()
+            compiled = make_step.lower(model, opt_state, example, example, key, optimizer, compute_dtype).compile()
         compile_s = time.perf_counter() - start
+        # What one step allocates besides its inputs and outputs (activations kept for the
+        # backward pass, among others): exact, from the compiler, unlike a peak RSS.
+        analysis = compiled.compiled.memory_analysis()  # eqx's Compiled wraps jax's
         times, host_times = [], []
         for i in range(steps + 1):
             start = time.perf_counter()
@@ -137,6 +141,7 @@ def time_jax(config, batch: int) -> dict:
         "tflops": flops / 1e12, "mfu": flops / peak, "peak": f"{peak / 1e12:.3f} TFLOP/s ({peak_source})",
         "memory_bytes": stats.get("peak_bytes_in_use", peak_rss_bytes()),
         "memory_kind": "device peak" if "peak_bytes_in_use" in stats else "process peak RSS",
+        **({"scratch_bytes": analysis.temp_size_in_bytes} if analysis else {}),
     }
 
 
@@ -224,15 +229,16 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
     print(
         f"arch={arch} n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
         f"block_size={config.block_size} vocab_size={config.vocab_size} batch_size={batch} "
-        f"mlp={config.mlp} scan_layers={config.scan_layers} dtype={dtype}, median of {steps} steps"
+        f"mlp={config.mlp} scan_layers={config.scan_layers} remat={config.remat} dtype={dtype}, median of {steps} steps"
     )
     for r in rows:
         mfu = f"{100 * r['mfu']:5.1f}% MFU of {r['peak']}" if "mfu" in r else ""
         # Drawing and transferring the batch, which train.py overlaps with the previous step.
         host = f"batch {r['host_ms']:.2f} ms ({r['host_ms'] / r['step_ms']:.1%})  " if "host_ms" in r else ""
+        scratch = f"XLA scratch {r['scratch_bytes'] / 2**20:,.1f} MiB  " if "scratch_bytes" in r else ""
         print(
             f"{r['side']:>6}: {r['step_ms']:8.1f} ms/step {r['tokens_per_s']:10,.0f} tokens/s "
-            f"compile {r['compile_s']:5.1f} s  {host}{r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  "
+            f"compile {r['compile_s']:5.1f} s  {host}{r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  {scratch}"
             f"{mfu}  [{r['device']}]"
         )
     # --compare's rows come in rounds of (jax, torch); a ratio is taken within a round only.

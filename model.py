@@ -49,6 +49,11 @@ class GPTConfig:
     # lax.scan, so compile time stays flat as depth grows; False unrolls them into straight-line
     # code, which XLA's CPU backend ran 1.2-1.5x faster for the shallow presets (README: Speed).
     scan_layers: bool = True
+    # Also how it runs: what the backward pass keeps of each layer's forward pass, a name from
+    # REMAT_POLICIES. Anything but "none" trades compute for memory, where the layers are
+    # scanned; unrolled, XLA is free to run the recomputation early, and on a CPU the memory
+    # did not drop (README: Speed).
+    remat: str = "none"
 
     def __post_init__(self):
         # A config read back from JSON has a list here; a tuple keeps the config hashable.
@@ -71,6 +76,8 @@ class GPTConfig:
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"rope needs an even head size, got {self.head_size}")
         NORMS.check(self.norm)
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"unknown remat {self.remat!r}; valid names: {', '.join(REMAT_POLICIES)}")
         if self.layers and len(self.layers) != self.n_layer:
             raise ValueError(f"layers lists {len(self.layers)} layer specs but n_layer={self.n_layer}")
         self.layer_specs()  # checks every per-layer name
@@ -131,6 +138,15 @@ class Registry(dict):
 
 MIXERS, MLPS, NORMS, BLOCKS = Registry("mixer"), Registry("mlp"), Registry("norm"), Registry("block")
 POSITIONS = ("learned", "rope", "none")
+# Gradient checkpointing: what the backward pass may keep of each layer's forward pass; the
+# rest it recomputes from the layer's input. PyTorch's torch.utils.checkpoint keeps nothing;
+# `jax.checkpoint` takes a policy, so a layer can keep its matmuls, the costly part, and
+# recompute only the cheap elementwise work (norms, activations, softmax) around them.
+REMAT_POLICIES = {
+    "none": None,  # keep everything: no recomputation, the most memory
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,  # keep only each layer's input
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -682,9 +698,14 @@ class GPT(eqx.Module):
             drop_key, blocks_key = jax.random.split(key)
             layer_keys = jax.random.split(blocks_key, self.config.n_layer)
         x = self.drop(self.embed(idx, 0), key=drop_key)
+        run_block = lambda block, x, key: block(x, key=key)  # noqa: E731
+        if self.config.remat != "none":
+            # filter_checkpoint is jax.checkpoint for a function of a Module: the block's
+            # arrays are traced, its other fields (dropout's rate, names) stay static.
+            run_block = eqx.filter_checkpoint(run_block, policy=REMAT_POLICIES[self.config.remat])
         if not self.stacked:
             for i, block in enumerate(self.h):
-                x = block(x, key=None if key is None else layer_keys[i])
+                x = run_block(block, x, None if key is None else layer_keys[i])
             return self.head(x)
 
         # scan needs the arrays (sliced per layer) apart from the rest (shared by all layers).
@@ -692,7 +713,7 @@ class GPT(eqx.Module):
 
         def run_layer(x, layer):
             arrays, layer_key = layer
-            return eqx.combine(arrays, block_rest)(x, key=layer_key), None
+            return run_block(eqx.combine(arrays, block_rest), x, layer_key), None
 
         x, _ = jax.lax.scan(run_layer, x, (block_arrays, layer_keys), unroll=not self.config.scan_layers)
         return self.head(x)

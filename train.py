@@ -34,7 +34,7 @@ from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.optim import optimizer_from_settings
 from helpers.training import eval_loss, init_state, make_step
-from model import GPTConfig
+from model import REMAT_POLICIES, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
 # I/O
@@ -72,6 +72,7 @@ multiple_of = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
 rope_theta = 10000.0  # base of the rotary frequencies
 layers = ()  # per-layer overrides, one per layer, e.g. '("attention", "conv")' or "mixer=conv,mlp=gelu"
 scan_layers = True  # scan over the stacked blocks (compile time flat in depth); False unrolls them, faster on CPU for shallow models
+remat = "none"  # gradient checkpointing: none, dots (recompute all but matmuls) or full (recompute each layer)
 # AdamW optimizer
 learning_rate = 6e-4  # peak learning rate
 max_iters = 600000  # optimizer steps in total
@@ -112,6 +113,8 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
     if settings["dtype"] not in COMPUTE_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {settings['dtype']!r}")
+    if settings["remat"] not in REMAT_POLICIES:  # checked here too, since resume and GPT-2 weights skip model_config
+        raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {settings['remat']!r}")
 
 
 def model_config(settings: dict, vocab_size: int) -> GPTConfig:
@@ -199,7 +202,7 @@ def main():
         header = checkpoint.read_header(ckpt_path)
         # A resumed run keeps the checkpoint's model; the rest of the settings, and how the
         # layers run, are this run's.
-        config = dataclasses.replace(GPTConfig(**header["model_config"]), scan_layers=scan_layers)
+        config = dataclasses.replace(GPTConfig(**header["model_config"]), scan_layers=scan_layers, remat=remat)
         differ = [f"{k}={getattr(config, k)!r} (asked: {settings[k]!r})"
                   for k in sorted(explicit_keys() & set(header["model_config"]))
                   if settings[k] != getattr(config, k) and k != "dropout"]
@@ -211,7 +214,8 @@ def main():
     else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
         hf_dir = hf.resolve(init_from)
         say(f"initialising from {hf_dir}")
-        pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout, scan_layers=scan_layers)
+        pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout,
+                                  scan_layers=scan_layers, remat=remat)
         config = pretrained.config
     if config.vocab_size != meta["vocab_size"]:
         raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "

@@ -139,12 +139,13 @@ def get_path(tree, dotted: str):
 
 
 def load_gpt2(
-    hf_dir: Path, block_size: int | None = None, dropout: float = 0.0, scan_layers: bool = True
+    hf_dir: Path, block_size: int | None = None, dropout: float = 0.0, scan_layers: bool = True, remat: str = "none"
 ) -> GPT:
     """Our GPT holding an HF GPT-2 checkpoint's weights (fp32).
 
     block_size below the checkpoint's n_positions keeps only the first position embeddings
-    (nanoGPT's crop_block_size); dropout and scan_layers are ours to choose, as in nanoGPT.
+    (nanoGPT's crop_block_size); dropout and how the layers run (scan_layers, remat) are ours
+    to choose, as in nanoGPT.
     """
     config = read_config(hf_dir)
     tensors = normalise_names(read_tensors(hf_dir))
@@ -170,7 +171,7 @@ def load_gpt2(
         arrays[f"h.{name}"] = np.stack(layers).astype(np.float32)
 
     config = GPTConfig(**{**config.__dict__, "block_size": block_size, "dropout": dropout,
-                            "scan_layers": scan_layers})
+                            "scan_layers": scan_layers, "remat": remat})
     # The skeleton has shapes only (eval_shape): no random init for weights about to be replaced.
     skeleton = eqx.filter_eval_shape(GPT, config, key=jax.random.key(0))
     names = list(arrays)

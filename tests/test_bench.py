@@ -35,7 +35,8 @@ def test_compare_times_both_sides_alternately():
     assert sides == ["jax", "torch", "jax", "torch"]
     jax_ms = [float(re.search(r"([\d.]+) ms/step", line).group(1)) for line in out[1:-1:2]]
     mfu = [float(re.search(r"([\d.]+)% MFU", line).group(1)) for line in out[1:-1:2]]
-    assert all(ms > 0 for ms in jax_ms) and all(0 < m < 100 for m in mfu)
+    scratch = [float(re.search(r"XLA scratch ([\d.,]+) MiB", line).group(1)) for line in out[1:-1:2]]
+    assert all(ms > 0 for ms in jax_ms) and all(0 < m < 100 for m in mfu) and all(s > 0 for s in scratch)
     assert re.fullmatch(r"jax / torch speed: [\d.]+x \(median of 2 rounds: [\d.]+x, [\d.]+x\)", out[-1])
 
 

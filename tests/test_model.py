@@ -12,7 +12,8 @@ from helpers.optim import lr_schedule, make_optimizer
 import model as model_module
 from helpers.training import make_step
 from model import (
-    MIXERS, GPT, CausalConv, CausalSelfAttention, GPTConfig, attend, causal_mask, over_batch, project, swiglu_hidden,
+    MIXERS, REMAT_POLICIES, GPT, CausalConv, CausalSelfAttention, GPTConfig, attend, causal_mask, over_batch, project,
+    swiglu_hidden,
 )
 
 SMALL = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32)
@@ -113,6 +114,7 @@ def test_dropout_is_deterministic_given_a_key_and_off_in_inference():
         ({"dropout": 1.0}, "dropout must be in"),
         ({"n_layer": 0}, "n_layer must be a positive integer"),
         ({"mlp": "relu"}, "valid names: gelu, swiglu"),
+        ({"remat": "some"}, "unknown remat 'some'; valid names: none, dots, full"),
     ],
 )
 def test_config_validation_names_the_bad_value(kwargs, message):
@@ -345,6 +347,44 @@ def test_over_batch_folds_the_batch_into_each_matmul_and_keeps_the_gradient(scan
     )
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(one)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+REMAT_PRIMITIVE = jax.make_jaxpr(jax.checkpoint(jnp.sin))(1.0).eqns[0].primitive.name
+
+
+@pytest.mark.parametrize("scan_layers", [True, False], ids=["scan", "unrolled"])
+def test_remat_recomputes_layers_to_the_same_gradient(scan_layers):
+    idx = jax.random.randint(jax.random.key(6), (4, 16), 0, 50)
+    keys = jax.random.split(jax.random.key(7), 4)
+    grads = {}
+    for remat in REMAT_POLICIES:
+        # Dropout on: the recomputed forward pass must draw the same masks as the first one.
+        config = dataclasses.replace(SMALL, scan_layers=scan_layers, dropout=0.1, remat=remat)
+        params, static = eqx.partition(GPT(config, key=jax.random.key(5)), eqx.is_array)
+        grad = jax.grad(lambda p: over_batch(lambda i, k: eqx.combine(p, static)(i, key=k))(idx, keys).sum())
+        grads[remat] = jax.jit(grad)(params)
+        # Unrolled or not, the layers are one lax.scan in the program (unrolled when compiled),
+        # so the gradient's program holds one recomputed layer body, or none.
+        assert len(equations(grad, params, name=REMAT_PRIMITIVE)) == (remat != "none")
+    for remat in ("dots", "full"):
+        for a, b in zip(jax.tree.leaves(grads[remat]), jax.tree.leaves(grads["none"])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_remat_over_scanned_layers_keeps_less_for_the_backward_pass():
+    # Scanned: the backward loop recomputes each layer when it reaches it. (Unrolled, XLA may
+    # schedule the recomputation early, and on a CPU it does: README, Speed.)
+    config = GPTConfig(block_size=64, vocab_size=50, n_layer=4, n_head=2, n_embd=64)
+    idx = jnp.zeros((8, 64), jnp.int32)
+
+    def scratch_bytes(remat):
+        model = GPT(dataclasses.replace(config, remat=remat), key=jax.random.key(0))
+        params, static = eqx.partition(model, eqx.is_array)
+        grad = jax.grad(lambda p: over_batch(eqx.combine(p, static))(idx).sum())
+        return jax.jit(grad).lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    none, dots, full = (scratch_bytes(remat) for remat in ("none", "dots", "full"))
+    assert full < dots < none
 
 
 def test_over_batch_with_batched_weights_too():

@@ -58,18 +58,18 @@ def test_resume_is_exact(tmp_path, char_dataset):
         np.testing.assert_array_equal(x, y)
 
 
-def test_a_run_may_resume_with_its_layers_unrolled(tmp_path, char_dataset):
+def test_a_run_may_resume_with_its_layers_run_another_way(tmp_path, char_dataset):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--eval_interval=3", "--always_save_checkpoint=True"]
     train(straight, char_dataset, "--max_iters=6", *common)
     train(split, char_dataset, "--max_iters=3", *common)
     # How the layers run is this run's choice, not part of the architecture.
-    train(split, char_dataset, "--max_iters=6", "--init_from=resume", "--scan_layers=False", *common)
+    train(split, char_dataset, "--max_iters=6", "--init_from=resume", "--scan_layers=False", "--remat=dots", *common)
     straight_losses, _ = losses(straight)
     split_losses, _ = losses(split)
     np.testing.assert_allclose([split_losses[i] for i in range(1, 7)], [straight_losses[i] for i in range(1, 7)], rtol=1e-5)
     header, _ = load_params(split)
-    assert header["model_config"]["scan_layers"] is False
+    assert header["model_config"]["scan_layers"] is False and header["model_config"]["remat"] == "dots"
 
 
 def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
@@ -87,6 +87,7 @@ def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
     ("--batch_size=0", "batch_size must be positive"),
     ("--n_embd=33", "not divisible by n_head"),
     ("--dtype=float64", "dtype must be one of"),
+    ("--remat=some", "remat must be one of none, dots, full, got 'some'"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, char_dataset, arg, message):
     result = train(tmp_path / "run", char_dataset, "--max_iters=1", arg, check=False)
