@@ -139,8 +139,8 @@ class Registry(dict):
 MIXERS, MLPS, NORMS, BLOCKS = Registry("mixer"), Registry("mlp"), Registry("norm"), Registry("block")
 POSITIONS = ("learned", "rope", "none")
 # Gradient checkpointing: what the backward pass may keep of each layer's forward pass; the
-# rest it recomputes from the layer's input. PyTorch's torch.utils.checkpoint keeps nothing;
-# `jax.checkpoint` takes a policy, so a layer can keep its matmuls, the costly part, and
+# rest it recomputes from the layer's input. PyTorch's torch.utils.checkpoint keeps only the
+# inputs; `jax.checkpoint` takes a policy, so a layer can keep its matmuls, the costly part, and
 # recompute only the cheap elementwise work (norms, activations, softmax) around them.
 REMAT_POLICIES = {
     "none": None,  # keep everything: no recomputation, the most memory
