@@ -20,7 +20,11 @@ def init_state(
 
     The model is drawn from the seed, or given (pretrained weights to finetune)."""
     model_key, dropout_key = jax.random.split(jax.random.key(seed))
-    model = GPT(config, key=model_key) if model is None else model
+    if model is None:
+        # Built by one compiled call: run eagerly, init's hundreds of small ops (a draw and a
+        # tree_at per weight) are each dispatched on their own. On this CPU: 1.8 s against
+        # 2.8 s at baby size, 2.8 against 4.4 s at GPT-2 small.
+        model = eqx.filter_jit(GPT)(config, key=model_key)
     return {
         "model": model,
         "opt_state": optimizer.init(eqx.filter(model, eqx.is_array)),
