@@ -44,7 +44,8 @@ scan_layers = False  # scan over the layers, or unroll them (default: the arch's
 remat = "none"  # gradient checkpointing: none, dots or full (default: the arch's)
 batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
 dtype = "float32"  # compute dtype: float32 or bfloat16
-steps = 10  # timed steps; the median is reported
+steps = 20  # timed steps (a multiple of steps_per_call); the median is reported
+steps_per_call = 10  # optimizer steps per compiled call, as train.py runs them; our side's median is over calls
 compare = False  # also time PyTorch on the same architecture and print the ratio
 rounds = 1  # with --compare: time the two sides this many times, alternately; the median ratio counts
 side = "jax"  # which implementation this process times: jax or torch
@@ -94,7 +95,7 @@ def time_jax(config, batch: int) -> dict:
     from helpers.data import batch_rng, get_batch, open_split, write_meta, write_tokens
     from helpers.flops import device_peak_flops, flops_per_token
     from helpers.optim import make_optimizer
-    from helpers.training import init_state, make_step
+    from helpers.training import init_state, make_steps
 
     optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.1, 0.9, 0.99, 1.0)
     state = init_state(config, optimizer, seed=0)
@@ -108,27 +109,30 @@ def time_jax(config, batch: int) -> dict:
         write_meta(Path(tmp), {"vocab_size": config.vocab_size})
         token_file = open_split(Path(tmp), "train", config.block_size)
 
-        # Compilation alone (ahead of time), then one untimed warm-up step.
-        example = jnp.zeros((1, batch, config.block_size), jnp.int32)  # a batch of the right shape
+        # Compilation alone (ahead of time), then one untimed warm-up call.
+        rows = (steps_per_call, 1, batch)  # steps, micro-batches, sequences
+        example = jnp.zeros((*rows, config.block_size), jnp.int32)
+        first_iter = np.int32(0)
         start = time.perf_counter()
         with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-            compiled = make_step.lower(model, opt_state, example, example, key, optimizer, compute_dtype).compile()
+            compiled = make_steps.lower(model, opt_state, example, example, key, first_iter, optimizer,
+                                        compute_dtype).compile()
         compile_s = time.perf_counter() - start
-        # What one step allocates besides its inputs and outputs (activations kept for the
+        # What one call allocates besides its inputs and outputs (activations kept for the
         # backward pass, among others): exact, from the compiler, unlike a peak RSS.
         analysis = compiled.compiled.memory_analysis()  # eqx's Compiled wraps jax's
         times, host_times = [], []
-        for i in range(steps + 1):
+        for i in range(steps // steps_per_call + 1):
             start = time.perf_counter()
-            x, y = get_batch(token_file, (1, batch), config.block_size, batch_rng(0, 0, i))
+            x, y = get_batch(token_file, rows, config.block_size, batch_rng(0, 0, i))
             x, y = jnp.asarray(x), jnp.asarray(y)
             host_s = time.perf_counter() - start
-            model, opt_state, loss = make_step(model, opt_state, x, y, key, optimizer, compute_dtype)
-            loss.block_until_ready()
+            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, compute_dtype)
+            losses.block_until_ready()
             if i > 0:
-                times.append(time.perf_counter() - start)
-                host_times.append(host_s)
+                times.append((time.perf_counter() - start) / steps_per_call)
+                host_times.append(host_s / steps_per_call)
     step_s = statistics.median(times)
     peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
     flops = flops_per_token(config, model.get_num_params()) * batch * config.block_size / step_s
@@ -229,11 +233,12 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
     print(
         f"arch={arch} n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
         f"block_size={config.block_size} vocab_size={config.vocab_size} batch_size={batch} "
-        f"mlp={config.mlp} scan_layers={config.scan_layers} remat={config.remat} dtype={dtype}, median of {steps} steps"
+        f"mlp={config.mlp} scan_layers={config.scan_layers} remat={config.remat} dtype={dtype}, {steps} steps "
+        f"({steps_per_call} per compiled call on our side), medians"
     )
     for r in rows:
         mfu = f"{100 * r['mfu']:5.1f}% MFU of {r['peak']}" if "mfu" in r else ""
-        # Drawing and transferring the batch, which train.py overlaps with the previous step.
+        # Drawing and transferring the batches (per step), which train.py does between calls.
         host = f"batch {r['host_ms']:.2f} ms ({r['host_ms'] / r['step_ms']:.1%})  " if "host_ms" in r else ""
         scratch = f"XLA scratch {r['scratch_bytes'] / 2**20:,.1f} MiB  " if "scratch_bytes" in r else ""
         print(
@@ -254,6 +259,8 @@ def main():
     configure(globals(), argv, preset=arch_preset)
     if side not in ("jax", "torch"):
         raise UserError(f"side must be jax or torch, got {side!r}")
+    if steps_per_call < 1 or steps < steps_per_call or steps % steps_per_call:
+        raise UserError(f"steps ({steps}) must be a positive multiple of steps_per_call ({steps_per_call})")
     config, batch = model_config()
     if mode == "sample":
         time_sampling(config)

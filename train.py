@@ -33,7 +33,7 @@ from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_met
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.optim import optimizer_from_settings
-from helpers.training import eval_loss, init_state, make_step
+from helpers.training import eval_loss, init_state, make_steps
 from model import REMAT_POLICIES, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
@@ -52,6 +52,7 @@ wandb_run_name = "gpt"  # wandb run name
 # data
 dataset = "python_docs_char"  # a folder under data/, or a path to one: train.bin, val.bin, meta.json
 gradient_accumulation_steps = 1  # micro-batches per optimizer step
+steps_per_call = 10  # optimizer steps per compiled call, looped on the device (an evaluation or the end cuts a call short)
 batch_size = 12  # sequences per micro-batch
 block_size = 1024  # tokens per sequence
 # model (the fields of model.GPTConfig; vocab_size comes from the dataset)
@@ -103,7 +104,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def check_settings(settings: dict) -> None:
     """Mistakes that would otherwise surface as a shape error deep inside JAX."""
-    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "eval_iters",
+    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "steps_per_call", "eval_iters",
                 "eval_interval", "log_interval"):
         if settings[key] <= 0:
             raise UserError(f"{key} must be positive, got {settings[key]}")
@@ -257,24 +258,34 @@ def main():
 
         wandb.init(project=wandb_project, name=wandb_run_name, config=settings)
 
-    def batch(tokens, shape: tuple[int, int], rng) -> tuple[jax.Array, jax.Array]:
-        """A global batch, sharded over the mesh. Every process draws the same rows (the
-        sampler is a pure function of the step) and hands its devices its own share."""
+    def draw(tokens, shape: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
+        """A global batch. Every process draws the same rows: the sampler is a pure function
+        of the step."""
         x, y = get_batch(tokens, shape, config.block_size, rng)
         if y.max() >= config.vocab_size:  # JAX would silently clamp such an index
             raise UserError(f"{data_dir} holds token id {y.max()}, but the vocabulary has {config.vocab_size} "
                             "tokens: its meta.json does not match its .bin files; run prepare.py again")
-        mine = sharding.local_rows(shape[1])
-        place = lambda a: jax.make_array_from_process_local_data(  # noqa: E731
-            sharding.batch_sharding(device_mesh), a[:, mine], a.shape)
-        return place(x), place(y)
+        return x, y
+
+    def place(a: np.ndarray) -> jax.Array:
+        """A global batch sharded over the mesh: each process hands its devices its own rows."""
+        mine = sharding.local_rows(a.shape[-2])
+        return jax.make_array_from_process_local_data(
+            sharding.batch_sharding(device_mesh, a.ndim), a[..., mine, :], a.shape)
+
+    def train_batches(first: int, count: int) -> tuple[jax.Array, jax.Array]:
+        """The batches of iterations first .. first + count - 1, stacked. Each comes from its
+        own iteration's generator, so steps_per_call never changes which batches a run sees."""
+        draws = [draw(train_tokens, (gradient_accumulation_steps, rows), batch_rng(data_seed, TRAIN_STREAM, first + i))
+                 for i in range(count)]
+        return place(np.stack([x for x, _ in draws])), place(np.stack([y for _, y in draws]))
 
     def estimate_loss() -> dict:
         losses = {}
         for split, tokens, stream in (("train", train_tokens, TRAIN_STREAM), ("val", val_tokens, VAL_STREAM)):
             # Streams 2 and 3: evaluation never draws the batches training will see.
-            x, y = batch(tokens, (eval_iters, rows), batch_rng(data_seed, 2 + stream, iter_num))
-            losses[split] = float(eval_loss(model, x, y, compute_dtype))
+            x, y = draw(tokens, (eval_iters, rows), batch_rng(data_seed, 2 + stream, iter_num))
+            losses[split] = float(eval_loss(model, place(x), place(y), compute_dtype))
         return losses
 
     def evaluate_and_save():
@@ -287,7 +298,7 @@ def main():
         if wandb_log and main_process:
             wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]})
         if not all(math.isfinite(v) for v in losses.values()):
-            stop_non_finite(f"the evaluated loss is {losses['val']}")
+            stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num)
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and (improved or always_save_checkpoint):
@@ -300,11 +311,11 @@ def main():
                 if improved:
                     checkpoint.save(out / "best.eqx", header, full_state)
 
-    def stop_non_finite(what: str):
+    def stop_non_finite(what: str, iteration: int):
         """A NaN or infinity is never saved over a good checkpoint: stop and say where we are."""
         last = (f"the last good checkpoint is {ckpt_path} (iteration {checkpoint.read_header(ckpt_path)['iter_num']})"
                 if ckpt_path.exists() else "no checkpoint was written")
-        raise UserError(f"{what} at iteration {iter_num}; {last}. Lower learning_rate, raise warmup_iters or "
+        raise UserError(f"{what} at iteration {iteration}; {last}. Lower learning_rate, raise warmup_iters or "
                         "clip harder and resume, or pass --skip_nonfinite to skip such updates")
 
     if iter_num == 0 or eval_only:
@@ -312,33 +323,40 @@ def main():
     if eval_only:
         return
 
+    def log_iteration(iteration: int, loss: float, seconds_per_iter: float) -> None:
+        if not math.isfinite(loss) and not skip_nonfinite:
+            stop_non_finite(f"the training loss is {loss}", iteration)
+        record = {
+            "iter": iteration, "loss": loss, "lr": float(schedule(iteration - 1)),
+            "ms_per_iter": 1000 * seconds_per_iter, "tokens_per_s": tokens_per_iter / seconds_per_iter,
+            "mfu": flops_per_iter / seconds_per_iter / peak,
+        }
+        say(f"iter {iteration}/{max_iters}: loss {loss:.4f}, lr {record['lr']:.2e}, "
+            f"{record['ms_per_iter']:.1f} ms/iter ({1 / seconds_per_iter:.1f} it/s), "
+            f"{record['tokens_per_s']:,.0f} tokens/s, MFU {record['mfu']:.1%}, "
+            f"ETA {duration((max_iters - iteration) * seconds_per_iter)}")
+        if main_process:
+            append_log(log_path, record)
+
     last_log_time, last_log_iter = time.perf_counter(), iter_num
     while iter_num < max_iters:
-        x, y = batch(train_tokens, (gradient_accumulation_steps, rows), batch_rng(data_seed, TRAIN_STREAM, iter_num))
-        step_key = jax.random.fold_in(dropout_key, iter_num)
-        # Dispatch is asynchronous: this returns at once, and the loop goes on to draw the next
-        # batch while the device computes. Only float(loss) below makes the host wait.
-        model, opt_state, loss = make_step(model, opt_state, x, y, step_key, optimizer, compute_dtype)
-        iter_num += 1
+        # A call never runs past the next evaluation or the end. Short of one, the steps run a
+        # call each: every other count would compile a loop of its own.
+        to_stop = min(max_iters - iter_num, eval_interval - iter_num % eval_interval)
+        count = steps_per_call if to_stop >= steps_per_call else 1
+        x, y = train_batches(iter_num, count)
+        model, opt_state, losses = make_steps(
+            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, compute_dtype)
+        first, iter_num = iter_num, iter_num + count
 
-        if iter_num % log_interval == 0 or iter_num == max_iters:
-            loss = float(loss)
-            if not math.isfinite(loss) and not skip_nonfinite:
-                stop_non_finite(f"the training loss is {loss}")
+        logged = [i for i in range(first + 1, iter_num + 1) if i % log_interval == 0 or i == max_iters]
+        if logged:
+            losses = np.asarray(losses)  # waits for the call; iterations logged from one call share its pace
             now = time.perf_counter()
             seconds_per_iter = (now - last_log_time) / (iter_num - last_log_iter)
             last_log_time, last_log_iter = now, iter_num
-            record = {
-                "iter": iter_num, "loss": loss, "lr": float(schedule(iter_num - 1)),
-                "ms_per_iter": 1000 * seconds_per_iter, "tokens_per_s": tokens_per_iter / seconds_per_iter,
-                "mfu": flops_per_iter / seconds_per_iter / peak,
-            }
-            say(f"iter {iter_num}/{max_iters}: loss {loss:.4f}, lr {record['lr']:.2e}, "
-                f"{record['ms_per_iter']:.1f} ms/iter ({1 / seconds_per_iter:.1f} it/s), "
-                f"{record['tokens_per_s']:,.0f} tokens/s, MFU {record['mfu']:.1%}, "
-                f"ETA {duration((max_iters - iter_num) * seconds_per_iter)}")
-            if main_process:
-                append_log(log_path, record)
+            for i in logged:
+                log_iteration(i, float(losses[i - first - 1]), seconds_per_iter)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             evaluate_and_save()
             # Evaluation time is not training time: the next rate counts from here.

@@ -16,6 +16,7 @@ init_from = "gpt2-xl"
 batch_size = 1
 gradient_accumulation_steps = 32
 max_iters = 20
+steps_per_call = 5  # the steps between two evaluations, in one compiled call
 
 learning_rate = 3e-5  # finetune at a constant, small learning rate
 decay_lr = False

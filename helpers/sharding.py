@@ -97,9 +97,10 @@ def gather(state):
     return eqx.combine(multihost_utils.process_allgather(arrays, tiled=True), rest)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Batches are (micro-batches, sequences, tokens): sequences split over every device."""
-    return NamedSharding(mesh, P(None, BATCH_AXES))
+def batch_sharding(mesh: Mesh, ndim: int = 3) -> NamedSharding:
+    """Batches end in (sequences, tokens), after any leading axes (steps, micro-batches):
+    sequences split over every device."""
+    return NamedSharding(mesh, P(*[None] * (ndim - 2), BATCH_AXES))
 
 
 def data_parallel_size(mesh: Mesh) -> int:

@@ -110,6 +110,40 @@ def make_step(
     return eqx.apply_updates(model, updates), opt_state, losses.mean()
 
 
+@eqx.filter_jit(donate="all")
+def make_steps(
+    model: GPT,
+    opt_state: optax.OptState,
+    x: Int[Array, "S A B T"],
+    y: Int[Array, "S A B T"],
+    key: PRNGKeyArray,
+    first_iter: Int[Array, ""],
+    optimizer: optax.GradientTransformation,
+    compute_dtype=jnp.float32,
+) -> tuple[GPT, optax.OptState, Float[Array, " S"]]:
+    """S optimizer updates (make_step S times) in one compiled call; the loss of each.
+
+    Update i uses dropout key fold_in(key, first_iter + i), as if each step were its own call,
+    so how many steps run per call never changes the result. Why bother: every call of a
+    compiled step pays a fixed cost besides the step itself. On a CPU XLA maps the step's
+    scratch memory afresh and the kernel zeroes it page by page (about 7 ms at the baby size,
+    1-2 s at shakespeare-char); inside one call the scan's iterations reuse it.
+    """
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def one_step(carry, batch):
+        params, opt_state = carry
+        xb, yb, iteration = batch
+        model, opt_state, loss = make_step(
+            eqx.combine(params, static), opt_state, xb, yb, jax.random.fold_in(key, iteration), optimizer, compute_dtype
+        )
+        return (eqx.filter(model, eqx.is_array), opt_state), loss
+
+    iterations = first_iter + jnp.arange(x.shape[0])
+    (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), (x, y, iterations))
+    return eqx.combine(params, static), opt_state, losses
+
+
 @eqx.filter_jit
 def eval_loss(
     model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32

@@ -9,7 +9,8 @@ from conftest import run_script
 import bench
 from model import GPTConfig
 
-TINY_BENCH = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--steps=2"]
+TINY_BENCH = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--steps=4",
+              "--steps_per_call=2"]
 
 
 def row(side: str, step_ms: float) -> dict:
@@ -46,6 +47,7 @@ def test_compare_times_both_sides_alternately():
         (["--compare", "--rounds=0"], "error: rounds must be at least 1, got 0"),
         (["--arch=gpt5"], "error: unknown arch 'gpt5'"),
         (["--side=both"], "error: side must be jax or torch, got 'both'"),
+        (["--steps=3"], "error: steps (3) must be a positive multiple of steps_per_call (2)"),
     ],
 )
 def test_mistakes_print_one_line(args, message):

@@ -72,6 +72,21 @@ def test_a_run_may_resume_with_its_layers_run_another_way(tmp_path, char_dataset
     assert header["model_config"]["scan_layers"] is False and header["model_config"]["remat"] == "dots"
 
 
+def test_steps_per_call_changes_nothing_but_speed(tmp_path, char_dataset):
+    # Evaluations every 5 iterations cut calls of 4 short: the run takes calls of 4 and of 1.
+    common = ["--max_iters=10", "--eval_interval=5", "--dropout=0.1", "--gradient_accumulation_steps=2"]
+    train(tmp_path / "one", char_dataset, "--steps_per_call=1", *common)
+    train(tmp_path / "four", char_dataset, "--steps_per_call=4", *common)
+    (one, one_records), (four, four_records) = losses(tmp_path / "one"), losses(tmp_path / "four")
+    assert sorted(four) == list(range(1, 11))
+    np.testing.assert_allclose([four[i] for i in range(1, 11)], [one[i] for i in range(1, 11)], rtol=1e-6)
+    evals = lambda records: [(r["iter"], r["val_loss"]) for r in records if "val_loss" in r]  # noqa: E731
+    assert [i for i, _ in evals(four_records)] == [0, 5, 10]
+    np.testing.assert_allclose([v for _, v in evals(four_records)], [v for _, v in evals(one_records)], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(load_params(tmp_path / "one")[1]), jax.tree.leaves(load_params(tmp_path / "four")[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
     out = tmp_path / "run"
     train(out, char_dataset, "--max_iters=2", "--eval_interval=2")
@@ -85,6 +100,7 @@ def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
 @pytest.mark.parametrize("arg, message", [
     ("--lerning_rate=1", "did you mean 'learning_rate'"),
     ("--batch_size=0", "batch_size must be positive"),
+    ("--steps_per_call=0", "steps_per_call must be positive"),
     ("--n_embd=33", "not divisible by n_head"),
     ("--dtype=float64", "dtype must be one of"),
     ("--remat=some", "remat must be one of none, dots, full, got 'some'"),

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 
 from helpers.optim import lr_schedule, make_optimizer
-from helpers.training import eval_loss, init_state, make_step
+from helpers.training import eval_loss, init_state, make_step, make_steps
 from model import GPTConfig
 
 CONFIG = GPTConfig(block_size=16, vocab_size=30, n_layer=2, n_head=2, n_embd=32)
@@ -43,3 +43,22 @@ def test_loss_falls_with_dropout_and_bf16():
         model, opt_state, _ = make_step(model, opt_state, x, y, jax.random.key(step), optimizer, jnp.bfloat16)
     assert model.wte.weight.dtype == jnp.float32  # parameters stay fp32
     assert float(eval_loss(model, x, y)) < 0.5 * first
+
+
+def test_steps_in_one_call_equal_one_call_each():
+    config = GPTConfig(block_size=16, vocab_size=30, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+    optimizer = make_optimizer(lr_schedule(1e-3, 1, 10, 1e-4, True), 0.1, 0.9, 0.95, 1.0)
+    x = jax.random.randint(jax.random.key(1), (3, 2, 4, 16), 0, 30)  # steps, micro-batches, sequences, tokens
+    y = jnp.roll(x, -1, axis=-1)
+    key = jax.random.key(5)
+    state = init_state(config, optimizer, seed=0)
+    model, opt_state, losses = state["model"], state["opt_state"], []
+    for i in range(3):  # iterations 7, 8, 9, each its own call
+        model, opt_state, loss = make_step(model, opt_state, x[i], y[i], jax.random.fold_in(key, 7 + i), optimizer)
+        losses.append(float(loss))
+    state = init_state(config, optimizer, seed=0)
+    looped, _, looped_losses = make_steps(state["model"], state["opt_state"], x, y, key, np.int32(7), optimizer)
+    assert looped_losses.shape == (3,) and len(set(losses)) == 3
+    np.testing.assert_allclose(looped_losses, losses, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(eqx.filter(model, eqx.is_array)), jax.tree.leaves(eqx.filter(looped, eqx.is_array))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
