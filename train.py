@@ -342,8 +342,8 @@ def main():
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a
         # call each: every other count would compile a loop of its own.
-        to_stop = min(max_iters - iter_num, eval_interval - iter_num % eval_interval)
-        count = steps_per_call if to_stop >= steps_per_call else 1
+        before_pause = min(max_iters - iter_num, eval_interval - iter_num % eval_interval)
+        count = steps_per_call if before_pause >= steps_per_call else 1
         x, y = train_batches(iter_num, count)
         model, opt_state, losses = make_steps(
             model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, compute_dtype)

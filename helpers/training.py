@@ -125,9 +125,9 @@ def make_steps(
 
     Update i uses dropout key fold_in(key, first_iter + i), as if each step were its own call,
     so how many steps run per call never changes the result. Why bother: every call of a
-    compiled step pays a fixed cost besides the step itself. On a CPU XLA maps the step's
-    scratch memory afresh and the kernel zeroes it page by page (about 7 ms at the baby size,
-    1-2 s at shakespeare-char); inside one call the scan's iterations reuse it.
+    compiled step pays a fixed cost besides the step itself. On a CPU it is mostly memory: XLA
+    maps the step's scratch afresh on each call and the kernel zeroes it page by page, while
+    the scan's iterations share one allocation (the README's Speed section, point 9).
     """
     params, static = eqx.partition(model, eqx.is_array)
 

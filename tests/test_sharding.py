@@ -76,8 +76,9 @@ def free_port() -> int:
 
 
 def test_two_processes_train_like_one(tmp_path, char_dataset):
+    # The three steps run as one compiled call: each process hands its own rows of all three batches.
     common = ["train.py", f"--dataset={char_dataset}", *TINY, "--batch_size=4", "--max_iters=3",
-              "--eval_interval=3", "--always_save_checkpoint=True"]
+              "--eval_interval=3", "--steps_per_call=3", "--always_save_checkpoint=True"]
     port = free_port()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     procs = [
