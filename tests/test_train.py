@@ -80,7 +80,9 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path, char_dataset):
     (one, one_records), (four, four_records) = losses(tmp_path / "one"), losses(tmp_path / "four")
     assert sorted(four) == list(range(1, 11))
     np.testing.assert_allclose([four[i] for i in range(1, 11)], [one[i] for i in range(1, 11)], rtol=1e-6)
-    evals = lambda records: [(r["iter"], r["val_loss"]) for r in records if "val_loss" in r]  # noqa: E731
+    def evals(records):
+        return [(r["iter"], r["val_loss"]) for r in records if "val_loss" in r]
+
     assert [i for i, _ in evals(four_records)] == [0, 5, 10]
     np.testing.assert_allclose([v for _, v in evals(four_records)], [v for _, v in evals(one_records)], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(load_params(tmp_path / "one")[1]), jax.tree.leaves(load_params(tmp_path / "four")[1])):
