@@ -14,6 +14,7 @@ Three ways this differs from the PyTorch original (nanoGPT), each explained wher
 
 import contextvars
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -265,6 +266,48 @@ class Embedding(eqx.Module):
         return self.weight[idx]
 
 
+# The norm's gradient is written out (as PyTorch's LayerNorm kernel has its own backward)
+# instead of left to autodiff. From autodiff's version, XLA's CPU backend fused each layer's
+# input gradient with those of all the layers above it and recomputed that whole chain in every
+# layer: work quadratic in depth, 4% of the baby step. The backward below it keeps per layer.
+# jax.custom_vjp plays the part of a torch.autograd.Function: a forward that also returns what
+# the backward needs, and a backward from the output's gradient to the inputs'.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def normalize(x: Float[Array, "T C"], eps: float, center: bool) -> Float[Array, "T C"]:
+    """Each row divided by its root mean square, after its mean is subtracted if `center`: the
+    part LayerNorm and RMSNorm share, before their learned gain."""
+    return _normalize_with_std(x, eps, center)[0]
+
+
+def _normalize_with_std(
+    x: Float[Array, "T C"], eps: float, center: bool
+) -> tuple[Float[Array, "T C"], Float[Array, "T 1"]]:
+    if center:
+        x = x - x.mean(-1, keepdims=True)
+    std = jnp.sqrt(jnp.square(x).mean(-1, keepdims=True) + eps)
+    return x / std, std
+
+
+def _normalize_forward(x: Float[Array, "T C"], eps: float, center: bool):
+    y, std = _normalize_with_std(x, eps, center)
+    return y, (y, std)  # all the backward needs: the output and each row's std
+
+
+def _normalize_backward(
+    eps: float, center: bool, saved: tuple[Float[Array, "T C"], Float[Array, "T 1"]], grad: Float[Array, "T C"]
+) -> tuple[Float[Array, "T C"]]:
+    # y = x_c / std, with std = sqrt(mean(x_c^2) + eps), so dL/dx_c = (g - y mean(g y)) / std.
+    # Centering (x_c = x - mean(x)) then subtracts that gradient's mean, mean(g) / std (y has
+    # mean 0): the same as subtracting mean(g) from g first, as here.
+    y, std = saved
+    if center:
+        grad = grad - grad.mean(-1, keepdims=True)
+    return ((grad - y * (grad * y).mean(-1, keepdims=True)) / std,)
+
+
+normalize.defvjp(_normalize_forward, _normalize_backward)
+
+
 @NORMS.register("layernorm")
 class LayerNorm(eqx.Module):
     """LayerNorm with an optional bias (PyTorch's has no such switch), always computed in fp32."""
@@ -280,10 +323,7 @@ class LayerNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         # Normalising in bf16 loses too much precision, so statistics are taken in fp32.
-        x32 = x.astype(jnp.float32)
-        mean = x32.mean(-1, keepdims=True)
-        var = jnp.square(x32 - mean).mean(-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * self.weight
+        y = normalize(x.astype(jnp.float32), self.eps, True) * self.weight
         if self.bias is not None:
             y = y + self.bias
         return y.astype(x.dtype)
@@ -302,9 +342,7 @@ class RMSNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps) * self.weight
-        return y.astype(x.dtype)
+        return (normalize(x.astype(jnp.float32), self.eps, False) * self.weight).astype(x.dtype)
 
 
 def rotate(x: Float[Array, "T H D"], positions: Int[Array, " T"], theta: float) -> Float[Array, "T H D"]:

@@ -12,8 +12,8 @@ from helpers.optim import lr_schedule, make_optimizer
 import model as model_module
 from helpers.training import make_step
 from model import (
-    MIXERS, REMAT_POLICIES, GPT, CausalConv, CausalSelfAttention, GPTConfig, attend, causal_mask, over_batch, project,
-    swiglu_hidden,
+    MIXERS, NORMS, REMAT_POLICIES, GPT, CausalConv, CausalSelfAttention, GPTConfig, attend, causal_mask, normalize,
+    over_batch, project, swiglu_hidden,
 )
 
 SMALL = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32)
@@ -347,6 +347,36 @@ def test_over_batch_folds_the_batch_into_each_matmul_and_keeps_the_gradient(scan
     )
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(one)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("center", [True, False], ids=["layernorm", "rmsnorm"])
+def test_the_written_out_norm_gradient_is_autodiffs(center):
+    def plain(x, eps):  # the textbook formula, differentiated by JAX itself
+        if center:
+            x = x - x.mean(-1, keepdims=True)
+        return x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + eps)
+
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (4, 8, 32))
+    weights = jax.random.normal(jax.random.key(1), (4, 8, 32))  # makes the loss depend on every output
+    for eps in (1e-5, 10.0):  # a large eps makes its part of the gradient visible
+        ours, theirs = (
+            jax.grad(lambda x: (jax.vmap(fn)(x) * weights).sum())(x)
+            for fn in (lambda x: normalize(x, eps, center), lambda x: plain(x, eps))
+        )
+        np.testing.assert_allclose(normalize(x[0], eps, center), plain(x[0], eps), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+        assert float(jnp.abs(ours).max()) > 1e-3  # not trivially equal
+    # Whole norms, gain included, in a model: the gradient through the norm layer matches.
+    norm = NORMS["layernorm" if center else "rmsnorm"](32, bias=center)
+    norm = eqx.tree_at(lambda n: n.weight, norm, jax.random.normal(jax.random.key(2), (32,)))
+    grad = jax.grad(lambda n, x: (jax.vmap(n)(x) * weights).sum(), argnums=(0, 1))(norm, x)
+
+    def reference(n, x):
+        y = jax.vmap(lambda row: plain(row, n.eps))(x) * n.weight
+        return ((y if getattr(n, "bias", None) is None else y + n.bias) * weights).sum()
+
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(jax.grad(reference, argnums=(0, 1))(norm, x))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 REMAT_PRIMITIVE = jax.make_jaxpr(jax.checkpoint(jnp.sin))(1.0).eqns[0].primitive.name
