@@ -272,6 +272,7 @@ class Embedding(eqx.Module):
 # layer: work quadratic in depth, 4% of the baby step. The backward below it keeps per layer.
 # jax.custom_vjp plays the part of a torch.autograd.Function: a forward that also returns what
 # the backward needs, and a backward from the output's gradient to the inputs'.
+# eps and center are settings, not arrays: nondiff_argnums passes them to the backward as is.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def normalize(x: Float[Array, "T C"], eps: float, center: bool) -> Float[Array, "T C"]:
     """Each row divided by its root mean square, after its mean is subtracted if `center`: the
@@ -323,7 +324,7 @@ class LayerNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         # Normalising in bf16 loses too much precision, so statistics are taken in fp32.
-        y = normalize(x.astype(jnp.float32), self.eps, True) * self.weight
+        y = normalize(x.astype(jnp.float32), self.eps, center=True) * self.weight
         if self.bias is not None:
             y = y + self.bias
         return y.astype(x.dtype)
@@ -342,7 +343,7 @@ class RMSNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
-        return (normalize(x.astype(jnp.float32), self.eps, False) * self.weight).astype(x.dtype)
+        return (normalize(x.astype(jnp.float32), self.eps, center=False) * self.weight).astype(x.dtype)
 
 
 def rotate(x: Float[Array, "T H D"], positions: Int[Array, " T"], theta: float) -> Float[Array, "T H D"]:
