@@ -269,7 +269,8 @@ class Embedding(eqx.Module):
 # The norm's gradient is written out (as PyTorch's LayerNorm kernel has its own backward)
 # instead of left to autodiff. From autodiff's version, XLA's CPU backend fused each layer's
 # input gradient with those of all the layers above it and recomputed that whole chain in every
-# layer: work quadratic in depth, 4% of the baby step. The backward below it keeps per layer.
+# layer: work quadratic in depth, 4% of the baby step. Given the backward below, XLA keeps
+# each layer's gradient to that layer.
 # jax.custom_vjp plays the part of a torch.autograd.Function: a forward that also returns what
 # the backward needs, and a backward from the output's gradient to the inputs'.
 # eps and center are settings, not arrays: nondiff_argnums passes them to the backward as is.
@@ -289,7 +290,9 @@ def _normalize_with_std(
     return x / std, std
 
 
-def _normalize_forward(x: Float[Array, "T C"], eps: float, center: bool):
+def _normalize_forward(
+    x: Float[Array, "T C"], eps: float, center: bool
+) -> tuple[Float[Array, "T C"], tuple[Float[Array, "T C"], Float[Array, "T 1"]]]:
     y, std = _normalize_with_std(x, eps, center)
     return y, (y, std)  # all the backward needs: the output and each row's std
 

@@ -366,7 +366,7 @@ def test_the_written_out_norm_gradient_is_autodiffs(center):
         np.testing.assert_allclose(normalize(x[0], eps, center), plain(x[0], eps), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
         assert float(jnp.abs(ours).max()) > 1e-3  # not trivially equal
-    # Whole norms, gain included, in a model: the gradient through the norm layer matches.
+    # The norm layers themselves, gain (and LayerNorm's bias) included: their gradients match too.
     norm = NORMS["layernorm" if center else "rmsnorm"](32, bias=center)
     norm = eqx.tree_at(lambda n: n.weight, norm, jax.random.normal(jax.random.key(2), (32,)))
     grad = jax.grad(lambda n, x: (jax.vmap(n)(x) * weights).sum(), argnums=(0, 1))(norm, x)
