@@ -4,6 +4,7 @@
     python bench.py --arch=shakespeare-char --compare --rounds=2   # alternating, median ratio
     python bench.py --n_layer=8 --n_embd=256 --n_head=8 --batch_size=16
     python bench.py --mode=sample --arch=shakespeare-char   # KV cache vs full recompute
+    python bench.py --arch=gpt2 --batch_size=16              # on a GPU: bf16, cuDNN attention, MFU
 
 --compare also times the same architecture in PyTorch (eager, fused QKV,
 F.scaled_dot_product_attention, AdamW) and prints the ratio of the medians. Each side runs in
@@ -27,7 +28,9 @@ import numpy as np
 
 from configurator import configure
 from helpers.cpu_runtime import tune_cpu_runtime
+from helpers.data import model_vocab_size
 from helpers.errors import UserError, report_user_errors
+from helpers.tokenizer import GPT2_VOCAB_SIZE
 
 # Sequences per step for the sizes nanoGPT benchmarks (others: 8).
 BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}
@@ -43,7 +46,7 @@ mlp = "gelu"  # gelu or swiglu (default: the arch's)
 scan_layers = False  # scan over the layers, or unroll them (default: the arch's)
 remat = "none"  # gradient checkpointing: none, dots or full (default: the arch's)
 batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
-dtype = "float32"  # compute dtype: float32 or bfloat16
+dtype = "auto"  # compute dtype: auto (bfloat16 on a GPU or TPU, float32 on a CPU), float32 or bfloat16
 steps = 20  # timed steps (a multiple of steps_per_call); the median is reported
 steps_per_call = 10  # optimizer steps per compiled call, as train.py runs them; our side's median is over calls
 compare = False  # also time PyTorch on the same architecture and print the ratio
@@ -64,7 +67,10 @@ def arch_preset(settings: dict) -> dict:
         preset = archs.build(settings["arch"])
     except ValueError as e:
         raise UserError(str(e)) from None
-    return {k: getattr(preset, k) for k in MODEL_SETTINGS}
+    values = {k: getattr(preset, k) for k in MODEL_SETTINGS}
+    if values["vocab_size"] == GPT2_VOCAB_SIZE:  # padded, as train.py pads a GPT-2-BPE dataset's
+        values["vocab_size"] = model_vocab_size({"tokenizer": "gpt2", "vocab_size": GPT2_VOCAB_SIZE})
+    return values
 
 
 def model_config():
@@ -95,12 +101,13 @@ def time_jax(config, batch: int) -> dict:
     from helpers.data import batch_rng, get_batch, open_split, write_meta, write_tokens
     from helpers.flops import device_peak_flops, flops_per_token
     from helpers.optim import make_optimizer
-    from helpers.training import init_state, make_steps
+    from helpers.training import compute_dtype, init_state, make_steps
+    from model import attention_implementation
 
     optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.1, 0.9, 0.99, 1.0)
     state = init_state(config, optimizer, seed=0)
     model, opt_state = state["model"], state["opt_state"]
-    compute_dtype = jnp.dtype(dtype)
+    dtype_used = compute_dtype(dtype)
     key = jax.random.key(0)
     # Batches come as train.py draws them: random windows of a memmapped token file.
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +124,7 @@ def time_jax(config, batch: int) -> dict:
         with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             compiled = make_steps.lower(model, opt_state, example, example, key, first_iter, optimizer,
-                                        compute_dtype).compile()
+                                        dtype_used).compile()
         compile_s = time.perf_counter() - start
         # What one call allocates besides its inputs and outputs (activations kept for the
         # backward pass, among others): exact, from the compiler, unlike a peak RSS.
@@ -128,18 +135,20 @@ def time_jax(config, batch: int) -> dict:
             x, y = get_batch(token_file, rows, config.block_size, batch_rng(0, 0, i))
             x, y = jnp.asarray(x), jnp.asarray(y)
             host_s = time.perf_counter() - start
-            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, compute_dtype)
+            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, dtype_used)
             losses.block_until_ready()
             if i > 0:
                 times.append((time.perf_counter() - start) / steps_per_call)
                 host_times.append(host_s / steps_per_call)
     step_s = statistics.median(times)
-    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
+    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(dtype_used)
     flops = flops_per_token(config, model.get_num_params()) * batch * config.block_size / step_s
     device = jax.devices()[0]
     stats = device.memory_stats() or {}
     return {
-        "side": "jax", "device": device.device_kind, "step_ms": 1e3 * step_s,
+        "side": "jax", "device": device.device_kind, "dtype": jnp.dtype(dtype_used).name,
+        "attention": attention_implementation(jax.default_backend(), dtype_used, config.head_size),
+        "step_ms": 1e3 * step_s,
         "host_ms": 1e3 * statistics.median(host_times), "compile_s": compile_s,
         "tokens_per_s": batch * config.block_size / step_s,
         "tflops": flops / 1e12, "mfu": flops / peak, "peak": f"{peak / 1e12:.3f} TFLOP/s ({peak_source})",
@@ -158,7 +167,7 @@ def time_torch(config, batch: int) -> dict:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = TorchGPT(config)
-    autocast = dtype == "bfloat16"
+    autocast = dtype == "bfloat16"  # "auto" is float32 on this CPU-only side
     optimizer = adamw(model, 1e-3, 0.1, (0.9, 0.99))
     # Untimed first, as many steps as our side's warm-up call: PyTorch's first steps run slower
     # (at shakespeare-char: 11.7 s for the second, 7.4-8.1 s from the seventh), so both sides are timed warm.
@@ -244,10 +253,11 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
         # Drawing and transferring the batches (per step), which train.py does between calls.
         host = f"batch {r['host_ms']:.2f} ms ({r['host_ms'] / r['step_ms']:.1%})  " if "host_ms" in r else ""
         scratch = f"XLA scratch {r['scratch_bytes'] / 2**20:,.1f} MiB  " if "scratch_bytes" in r else ""
+        attention = f", {r['dtype']}, attention: {r['attention']}" if "attention" in r else ""
         print(
             f"{r['side']:>6}: {r['step_ms']:8.1f} ms/step {r['tokens_per_s']:10,.0f} tokens/s "
             f"compile {r['compile_s']:5.1f} s  {host}{r['memory_kind']} {r['memory_bytes'] / 2**20:,.0f} MiB  {scratch}"
-            f"{mfu}  [{r['device']}]"
+            f"{mfu}  [{r['device']}{attention}]"
         )
     # --compare's rows come in rounds of (jax, torch); a ratio is taken within a round only.
     ratios = [torch_row["step_ms"] / jax_row["step_ms"] for jax_row, torch_row in zip(rows[::2], rows[1::2])]

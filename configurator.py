@@ -12,6 +12,7 @@ script: only use config files you trust, as you would any script.
 import ast
 import difflib
 import io
+import runpy
 import sys
 import tokenize
 from pathlib import Path
@@ -78,13 +79,14 @@ def apply_config_file(path: str, settings: dict) -> dict:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {path} does not exist (arguments that set keys look like --key=value)")
-    assigned: dict = {}
     try:
-        exec(compile(file.read_text(), str(file), "exec"), {}, assigned)
+        # An ordinary module, run in one namespace: its functions and classes see its imports,
+        # so a file can define and register components (docs/adding_a_model.md) as well as set keys.
+        namespace = runpy.run_path(str(file), run_name="__config__")
     except Exception as error:
         raise ConfigError(f"config file {path} failed: {type(error).__name__}: {error}") from None
     updates = {}
-    for key, value in settings_of(assigned).items():
+    for key, value in settings_of(namespace).items():
         if key not in settings:
             raise unknown_key_error(key, settings)
         updates[key] = check_type(key, value, settings[key])

@@ -46,6 +46,7 @@ class GPTConfig:
     multiple_of: int = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
     rope_theta: float = 10000.0  # the base of the rotary frequencies
     layers: tuple[str, ...] = ()  # per-layer overrides, e.g. ("conv", "mixer=attention,window=64"); () for none
+    model: str = "gpt"  # the class that puts it all together: a name from MODELS (GPT, or a registered subclass)
     # How the stack runs, not what it computes: True loops over the stacked blocks with
     # lax.scan, so compile time stays flat as depth grows; False unrolls them into straight-line
     # code, which XLA's CPU backend ran 1.2-1.5x faster for the shallow presets (README: Speed).
@@ -77,6 +78,7 @@ class GPTConfig:
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"rope needs an even head size, got {self.head_size}")
         NORMS.check(self.norm)
+        MODELS.check(self.model)
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"unknown remat {self.remat!r}; valid names: {', '.join(REMAT_POLICIES)}")
         if self.layers and len(self.layers) != self.n_layer:
@@ -115,6 +117,11 @@ class GPTConfig:
         return specs
 
 
+# The fields that shape no parameter: how much dropout, how the stack runs. A resumed run takes
+# them from its own settings (as nanoGPT takes dropout), the rest from the checkpoint.
+RUN_FIELDS = ("dropout", "scan_layers", "remat")
+
+
 class Registry(dict):
     """Components by name. A new one registers with one line, `@MIXERS.register("name")`, from
     any file; a wrong name fails listing the valid ones."""
@@ -138,6 +145,9 @@ class Registry(dict):
 
 
 MIXERS, MLPS, NORMS, BLOCKS = Registry("mixer"), Registry("mlp"), Registry("norm"), Registry("block")
+# The GPT itself is a component too: a checkpoint names its class, so a subclass that changes
+# a step (docs/adding_a_model.md) is rebuilt as itself, never silently as a plain GPT.
+MODELS = Registry("model")
 POSITIONS = ("learned", "rope", "none")
 # Gradient checkpointing: what the backward pass may keep of each layer's forward pass; the
 # rest it recomputes from the layer's input. PyTorch's torch.utils.checkpoint keeps only the
@@ -405,9 +415,45 @@ def attend(
     return y.reshape(T, H, D), weights.reshape(H, T, -1)
 
 
-# Queries per block in training's attention on a CPU: 128 measured 13% faster per step than one
-# block at the shakespeare-char size, and as fast at T=64 (where it is one block anyway).
+# Queries per block in training's attention on a CPU: blocks of this size keep each matmul large
+# while skipping most of the masked triangle (the README's Speed section has the measurements).
 QUERY_BLOCK = 128
+
+
+def attention_implementation(backend: str, dtype, head_size: int) -> str:
+    """Which kernel runs training's attention. jax.nn.dot_product_attention left to itself
+    picks XLA's version, which builds the whole T x T weight matrix, so the choice is made here:
+
+    - "cudnn": cuDNN's flash attention, which never builds that matrix; on a GPU, for the
+      16-bit inputs and head sizes (a multiple of 8, at most 128) it supports;
+    - "xla": jax's own version, on any other accelerator or input;
+    - "blocked": `attend` on blocks of queries, on a CPU (see `causal_attention`).
+    """
+    if backend == "cpu":
+        return "blocked"
+    if backend == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_size % 8 == 0 and head_size <= 128:
+        return "cudnn"
+    return "xla"
+
+
+def causal_attention(
+    q: Float[Array, "T H D"], k: Float[Array, "T Hkv D"], v: Float[Array, "T Hkv D"], window: int, implementation: str
+) -> Float[Array, "T H D"]:
+    """Causal attention of a whole sequence, by the kernel `attention_implementation` chose;
+    every implementation computes the same thing."""
+    if implementation != "blocked":
+        local = (window - 1, 0) if window else None  # the key itself and window - 1 before it
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=local,
+                                            implementation=implementation)
+    # Queries s..e-1 may only see keys 0..e-1, so running the queries in blocks skips the
+    # masked upper triangle of the scores, which XLA's CPU version computes and throws away.
+    positions = jnp.arange(q.shape[0])
+    visible = causal_mask(positions, positions, window)
+    blocks = []
+    for start in range(0, len(positions), QUERY_BLOCK):
+        end = start + QUERY_BLOCK  # slices stop at T by themselves
+        blocks.append(attend(q[start:end], k[:end], v[:end], visible[start:end, :end])[0])
+    return jnp.concatenate(blocks)
 
 
 @MIXERS.register("attention")
@@ -453,21 +499,8 @@ class CausalSelfAttention(eqx.Module):
     ) -> Float[Array, "T C"]:
         positions = jnp.arange(x.shape[0])
         q, k, v = self.heads(x, positions)
-        if jax.default_backend() == "gpu":
-            # On a GPU, jax.nn.dot_product_attention runs cuDNN's flash attention (for bf16),
-            # which never materialises the T x T weights. XLA's own version of it, the one a
-            # CPU runs, measured 11% slower per training step there than `attend` below.
-            window = (self.window - 1, 0) if self.window else None
-            y = jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=window)
-        else:
-            # Queries s..e-1 may only see keys 0..e-1, so running the queries in blocks skips the
-            # masked upper triangle of the scores: a quarter of the work at T=256, more beyond.
-            visible = causal_mask(positions, positions, self.window)
-            blocks = []
-            for start in range(0, len(positions), QUERY_BLOCK):
-                end = start + QUERY_BLOCK  # slices stop at T by themselves
-                blocks.append(attend(q[start:end], k[:end], v[:end], visible[start:end, :end])[0])
-            y = jnp.concatenate(blocks)
+        implementation = attention_implementation(jax.default_backend(), q.dtype, q.shape[-1])
+        y = causal_attention(q, k, v, self.window, implementation)
         # The fused kernel has no dropout on the attention weights, so (unlike nanoGPT) dropout
         # acts on the residual branches only, and both paths train the same model.
         return self.resid_dropout(self.c_proj(y.reshape(x.shape)), key=key)
@@ -671,6 +704,7 @@ class ParallelBlock(eqx.Module):
 # The GPT.
 
 
+@MODELS.register("gpt")
 class GPT(eqx.Module):
     """Tokens in, next-token logits out, for one sequence.
 
@@ -688,6 +722,12 @@ class GPT(eqx.Module):
     config: GPTConfig = eqx.field(static=True)
 
     def __init__(self, config: GPTConfig, *, key: PRNGKeyArray):
+        if type(self) is not MODELS[config.model]:
+            raise ValueError(
+                f"{type(self).__name__} built from a config whose model is {config.model!r} "
+                f"({MODELS[config.model].__name__}): register the class with @MODELS.register(NAME) and "
+                "set GPTConfig.model=NAME, so that a checkpoint of it loads as that class"
+            )
         embed_key, blocks_key = jax.random.split(key)
         self.config = config
         learned = config.position == "learned"

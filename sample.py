@@ -111,7 +111,7 @@ def main():
                         f"{model.config.block_size} (its block_size): shorten it")
 
     settings = dict(key=jax.random.key(seed), num_samples=num_samples, temperature=temperature,
-                    top_k=top_k, top_p=top_p, stop_token=eot)
+                    top_k=top_k, top_p=top_p, stop_token=eot, vocab_size=tokenizer.vocab_size)
     if num_samples == 1:
         sys.stdout.write(text)
         generate(model, prompt, max_new_tokens, **settings, on_token=Streamer(tokenizer, stops))

@@ -1,10 +1,13 @@
 """Train a GPT.
 
+    python train.py                      # a small model on the embedded corpus, minutes on a CPU
     python train.py config/train_shakespeare_char.py --max_iters=2000 --dropout=0.0
 
 Settings are the globals below, overridden by config files and then by --key=value arguments
-(`python train.py --help` lists them). Checkpoints go to out_dir/ckpt.eqx; init_from=resume
-continues from there exactly as if training had never stopped.
+(`python train.py --help` lists them). The defaults are a small run that a laptop finishes in a
+few minutes; the configs hold the big ones (config/train_gpt2.py: GPT-2 small on OpenWebText).
+Checkpoints go to out_dir/ckpt.eqx; init_from=resume continues from there exactly as if
+training had never stopped. Ctrl-C stops after the steps under way and saves a checkpoint.
 """
 # ruff: noqa: E402
 
@@ -24,29 +27,31 @@ if __name__ == "__main__":
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from configurator import configure, explicit_keys
 from helpers import archs, checkpoint, hf, plots, sharding
-from helpers.data import batch_rng, dataset_dir, get_batch, open_split, read_meta
+from helpers.data import batch_rng, dataset_dir, get_batch, model_vocab_size, open_split, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
+from helpers.interrupt import StopRequest, stopped
+from helpers.lock import lock_out_dir
 from helpers.optim import optimizer_from_settings
-from helpers.training import eval_loss, init_state, make_steps
-from model import REMAT_POLICIES, GPTConfig
+from helpers.tokenizer import tokenizer_fields
+from helpers.training import DTYPE_CHOICES, checkpoint_config, compute_dtype, eval_loss, init_state, make_steps
+from model import REMAT_POLICIES, RUN_FIELDS, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
 # I/O
 out_dir = "out"  # where ckpt.eqx and log.jsonl are written
-eval_interval = 2000  # evaluate every this many iterations (and at the last one)
-log_interval = 1  # print a log line every this many iterations
-eval_iters = 200  # batches per split in each evaluation
+eval_interval = 500  # evaluate every this many iterations (and at the last one)
+log_interval = 50  # print a log line every this many iterations
+eval_iters = 20  # batches per split in each evaluation
 eval_only = False  # evaluate once, then exit
 always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
 init_from = "scratch"  # scratch: a new model; resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory: finetune
 # wandb logging (the API key comes from the environment, WANDB_API_KEY, never from here)
-wandb_log = False  # log metrics to Weights & Biases (pip install wandb)
+wandb_log = False  # log losses, learning rate, tokens/s and MFU to Weights & Biases (pip install wandb)
 wandb_project = "nanojaxgpt"  # wandb project name
 wandb_run_name = "gpt"  # wandb run name
 # data
@@ -54,13 +59,14 @@ dataset = "python_docs_char"  # a folder under data/, or a path to one: train.bi
 gradient_accumulation_steps = 1  # micro-batches per optimizer step
 steps_per_call = 10  # optimizer steps per compiled call, looped on the device (an evaluation or the end cuts a call short)
 batch_size = 12  # sequences per micro-batch
-block_size = 1024  # tokens per sequence
+block_size = 64  # tokens per sequence
 # model (the fields of model.GPTConfig; vocab_size comes from the dataset)
 arch = ""  # a preset from helpers/archs.py, applied before --key=value; --arch=help lists them
-n_layer = 12  # transformer blocks
-n_head = 12  # attention heads per block
+model = "gpt"  # the model class: gpt, or a subclass registered (model.MODELS) in a config file
+n_layer = 4  # transformer blocks
+n_head = 4  # attention heads per block
 n_kv_head = 0  # key/value heads: 0 = n_head; 1 = multi-query; a divisor of n_head = grouped
-n_embd = 768  # width of the residual stream
+n_embd = 128  # width of the residual stream
 dropout = 0.0  # dropout probability; 0.0 for pretraining, 0.1+ for finetuning
 bias = False  # biases in Linear layers and norms
 mixer = "attention"  # how positions exchange information: attention or conv
@@ -72,20 +78,20 @@ window = 0  # sliding-window attention over this many latest positions; 0 = all
 multiple_of = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
 rope_theta = 10000.0  # base of the rotary frequencies
 layers = ()  # per-layer overrides, one per layer, e.g. '("attention", "conv")' or "mixer=conv,mlp=gelu"
-scan_layers = True  # scan over the stacked blocks (compile time flat in depth); False unrolls them, faster on CPU for shallow models
+scan_layers = False  # scan over the stacked blocks (compile time flat in depth); False unrolls them, faster on CPU for shallow models
 remat = "none"  # gradient checkpointing: none, dots (recompute all but matmuls) or full (recompute each layer)
 # AdamW optimizer
-learning_rate = 6e-4  # peak learning rate
-max_iters = 600000  # optimizer steps in total
+learning_rate = 1e-3  # peak learning rate
+max_iters = 2500  # optimizer steps in total
 weight_decay = 1e-1  # AdamW weight decay, on weight matrices and embeddings only
 beta1 = 0.9  # AdamW beta1
-beta2 = 0.95  # AdamW beta2
+beta2 = 0.99  # AdamW beta2
 grad_clip = 1.0  # clip gradients to this global norm; 0.0 turns clipping off
 # learning-rate schedule
 decay_lr = True  # warm up then cosine-decay the learning rate; False keeps it constant
-warmup_iters = 2000  # iterations of linear warmup
-lr_decay_iters = 600000  # iteration at which the cosine reaches min_lr (about max_iters)
-min_lr = 6e-5  # final learning rate (about learning_rate / 10)
+warmup_iters = 100  # iterations of linear warmup
+lr_decay_iters = 2500  # iteration at which the cosine reaches min_lr (about max_iters)
+min_lr = 1e-4  # final learning rate (about learning_rate / 10)
 # devices
 mesh = ""  # device mesh: "" puts every device on the data axis; e.g. data:8, fsdp:8, data:2,fsdp:4
 coordinator_address = ""  # multi-host: host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)
@@ -93,13 +99,15 @@ num_processes = 1  # multi-host: processes in all (or env JAX_NUM_PROCESSES)
 process_id = 0  # multi-host: this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
 skip_nonfinite = False  # skip updates whose gradients are NaN or infinite instead of stopping
 # system
-dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
+dtype = "auto"  # compute dtype: auto (bfloat16 on a GPU or TPU, float32 on a CPU), float32, bfloat16
 seed = 1337  # seeds the model init, dropout and the order of batches
 peak_flops = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
 # -----------------------------------------------------------------------------------------------
 
 TRAIN_STREAM, VAL_STREAM = 0, 1  # batch_rng streams: train and val never share a batch
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# loss.png is redrawn at an evaluation at most this often (and always at the last one), so that
+# frequent evaluations do not spend their time drawing.
+PLOT_INTERVAL_S = 30.0
 
 
 def check_settings(settings: dict) -> None:
@@ -112,8 +120,8 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"max_iters must be >= 0, got {settings['max_iters']}")
     if settings["learning_rate"] <= 0:
         raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
-    if settings["dtype"] not in COMPUTE_DTYPES:
-        raise UserError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {settings['dtype']!r}")
+    if settings["dtype"] not in DTYPE_CHOICES:
+        raise UserError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings['dtype']!r}")
     if settings["remat"] not in REMAT_POLICIES:  # checked here too, since resume and GPT-2 weights skip model_config
         raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {settings['remat']!r}")
 
@@ -167,6 +175,16 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def start_wandb(settings: dict):
+    """The wandb module, with a run started; a missing package is the user's one-line fix."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("wandb_log=True needs the wandb package: pip install wandb (or drop --wandb_log)") from None
+    wandb.init(project=settings["wandb_project"], name=settings["wandb_run_name"], config=settings)
+    return wandb
+
+
 def start_processes(settings: dict) -> None:
     """Join the other processes of a multi-host run (before anything touches a device)."""
     count = int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"]))
@@ -189,43 +207,53 @@ def main():
     device_mesh = sharding.make_mesh(mesh)
     # Only process 0 talks and writes; every process computes.
     main_process = jax.process_index() == 0
+    # Ctrl-C asks to stop after the steps under way (helpers/interrupt.py). A multi-process run
+    # keeps Python's default: one process alone cannot leave the others' collectives.
+    stop = StopRequest() if jax.process_count() == 1 else None
     say = print if main_process else (lambda *args, **kwargs: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "ckpt.eqx", out / "log.jsonl"
+    lock = lock_out_dir(out) if main_process else None  # noqa: F841 (held until the process ends)
+    wandb = start_wandb(settings) if wandb_log and main_process else None
 
     data_dir = dataset_dir(dataset)
     meta = read_meta(data_dir)
     header, pretrained = None, None
     if init_from == "resume":
         header = checkpoint.read_header(ckpt_path)
-        # A resumed run keeps the checkpoint's model; the rest of the settings, and how the
-        # layers run, are this run's.
-        config = dataclasses.replace(GPTConfig(**header["model_config"]), scan_layers=scan_layers, remat=remat)
+        # A resumed run keeps the checkpoint's architecture; dropout and how the layers run
+        # (RUN_FIELDS), like the rest of the settings, are this run's.
+        saved = checkpoint_config(header, ckpt_path)
+        config = dataclasses.replace(saved, **{k: settings[k] for k in RUN_FIELDS})
         differ = [f"{k}={getattr(config, k)!r} (asked: {settings[k]!r})"
                   for k in sorted(explicit_keys() & set(header["model_config"]))
-                  if settings[k] != getattr(config, k) and k != "dropout"]
+                  if settings[k] != getattr(config, k)]
         if differ:
             raise UserError(f"{ckpt_path} holds another architecture: {', '.join(differ)}; "
                             "drop those flags to resume it, or train a new model in another --out_dir")
+        changed = [f"{k}={getattr(config, k)!r} (the checkpoint's: {getattr(saved, k)!r})"
+                   for k in RUN_FIELDS if getattr(config, k) != getattr(saved, k)]
+        if changed:
+            say(f"resuming with this run's {', '.join(changed)}")
     elif init_from == "scratch":
-        config = model_config(settings, meta["vocab_size"])
+        config = model_config(settings, model_vocab_size(meta))
     else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
         hf_dir = hf.resolve(init_from)
         say(f"initialising from {hf_dir}")
         pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout,
                                   scan_layers=scan_layers, remat=remat)
         config = pretrained.config
-    if config.vocab_size != meta["vocab_size"]:
+    if config.vocab_size not in (meta["vocab_size"], model_vocab_size(meta)):
         raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "
                         f"{meta['vocab_size']}: train on a dataset with the model's tokenizer")
     train_tokens = open_split(data_dir, "train", config.block_size)
     val_tokens = open_split(data_dir, "val", config.block_size)
 
     optimizer, schedule = optimizer_from_settings(settings)
-    compute_dtype = COMPUTE_DTYPES[dtype]
+    dtype_used = compute_dtype(dtype)
 
     if header:
         # filter_eval_shape builds the state's shapes without computing anything.
@@ -241,6 +269,8 @@ def main():
     data_seed = int(state["data_seed"])
 
     say("model:\n" + config_table(config))
+    say(f"computing in {jax.numpy.dtype(dtype_used).name} on {jax.device_count()} "
+        f"{jax.devices()[0].device_kind} device(s)")
     # The global batch: batch_size sequences per device on the data and fsdp axes.
     rows = batch_size * sharding.data_parallel_size(device_mesh)
     if rows % jax.process_count():
@@ -248,22 +278,17 @@ def main():
     n_params = model.get_num_params()
     tokens_per_iter = gradient_accumulation_steps * rows * config.block_size
     flops_per_iter = flops_per_token(config, n_params) * tokens_per_iter
-    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(compute_dtype)
+    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(dtype_used)
     peak *= jax.device_count()
     say(f"{n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration "
         f"over {jax.device_count()} device(s); MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
-
-    if wandb_log and main_process:
-        import wandb
-
-        wandb.init(project=wandb_project, name=wandb_run_name, config=settings)
 
     def draw(tokens, shape: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
         """A global batch. Every process draws the same rows: the sampler is a pure function
         of the step."""
         x, y = get_batch(tokens, shape, config.block_size, rng)
-        if y.max() >= config.vocab_size:  # JAX would silently clamp such an index
-            raise UserError(f"{data_dir} holds token id {y.max()}, but the vocabulary has {config.vocab_size} "
+        if y.max() >= meta["vocab_size"]:  # JAX would silently clamp such an index
+            raise UserError(f"{data_dir} holds token id {y.max()}, but the vocabulary has {meta['vocab_size']} "
                             "tokens: its meta.json does not match its .bin files; run prepare.py again")
         return x, y
 
@@ -285,31 +310,38 @@ def main():
         for split, tokens, stream in (("train", train_tokens, TRAIN_STREAM), ("val", val_tokens, VAL_STREAM)):
             # Streams 2 and 3: evaluation never draws the batches training will see.
             x, y = draw(tokens, (eval_iters, rows), batch_rng(data_seed, 2 + stream, iter_num))
-            losses[split] = float(eval_loss(model, place(x), place(y), compute_dtype))
+            losses[split] = float(eval_loss(model, place(x), place(y), dtype_used))
         return losses
 
+    last_drawn = -math.inf
+
     def evaluate_and_save():
-        nonlocal best_val_loss
+        nonlocal best_val_loss, last_drawn
         losses = estimate_loss()
         say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         if main_process:
             append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
-            draw_losses(out)
-        if wandb_log and main_process:
-            wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]})
+            if iter_num == max_iters or time.perf_counter() - last_drawn >= PLOT_INTERVAL_S:
+                draw_losses(out)
+                last_drawn = time.perf_counter()
+        if wandb:
+            wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]}, step=iter_num)
         if not all(math.isfinite(v) for v in losses.values()):
             stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num)
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and (improved or always_save_checkpoint):
-            full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
-            header = {"iter_num": iter_num, "best_val_loss": best_val_loss,
-                      "model_config": asdict(config), "settings": settings}
-            if main_process:
-                # ckpt.eqx is the latest state (what resume continues); best.eqx the best one.
-                checkpoint.save(ckpt_path, header, full_state)
-                if improved:
-                    checkpoint.save(out / "best.eqx", header, full_state)
+            save(best=improved)
+
+    def save(best: bool):
+        """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
+        full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
+        header = {"iter_num": iter_num, "best_val_loss": best_val_loss, "model_config": asdict(config),
+                  "tokenizer": tokenizer_fields(meta), "settings": settings}
+        if main_process:
+            checkpoint.save(ckpt_path, header, full_state)
+            if best:
+                checkpoint.save(out / "best.eqx", header, full_state)
 
     def stop_non_finite(what: str, iteration: int):
         """A NaN or infinity is never saved over a good checkpoint: stop and say where we are."""
@@ -337,6 +369,9 @@ def main():
             f"ETA {duration((max_iters - iteration) * seconds_per_iter)}")
         if main_process:
             append_log(log_path, record)
+        if wandb:
+            wandb.log({"train/loss": loss, "lr": record["lr"], "tokens_per_s": record["tokens_per_s"],
+                       "mfu": record["mfu"], "ms_per_iter": record["ms_per_iter"]}, step=iteration)
 
     last_log_time, last_log_iter = time.perf_counter(), iter_num
     while iter_num < max_iters:
@@ -346,7 +381,7 @@ def main():
         count = steps_per_call if before_pause >= steps_per_call else 1
         x, y = train_batches(iter_num, count)
         model, opt_state, losses = make_steps(
-            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, compute_dtype)
+            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used)
         first, iter_num = iter_num, iter_num + count
 
         logged = [i for i in range(first + 1, iter_num + 1) if i % log_interval == 0 or i == max_iters]
@@ -361,6 +396,9 @@ def main():
             evaluate_and_save()
             # Evaluation time is not training time: the next rate counts from here.
             last_log_time, last_log_iter = time.perf_counter(), iter_num
+        if stop and stop.requested:
+            save(best=False)
+            stopped(f"interrupted at iteration {iter_num}: saved {ckpt_path}; continue with --init_from=resume")
 
     if jax.process_count() > 1:
         # Every process says what it holds, so a run can check they all agree.

@@ -14,6 +14,7 @@ init_from = "gpt2-xl"
 # 1 sequence x 32 accumulation steps x 1024 tokens = 32,768 tokens per iteration;
 # Shakespeare is ~300K tokens, so one epoch is ~9 iterations.
 batch_size = 1
+block_size = 1024  # GPT-2's whole context
 gradient_accumulation_steps = 32
 max_iters = 20
 steps_per_call = 5  # the steps between two evaluations, in one compiled call

@@ -17,7 +17,7 @@ smaller vocabularies, so ours have more embedding parameters). Register your own
 import equinox as eqx
 import jax
 
-from model import GPT, GPTConfig, Registry
+from model import MODELS, GPTConfig, Registry
 
 ARCHS = Registry("arch")
 
@@ -32,7 +32,8 @@ def describe() -> str:
     """One line per preset: name, parameter count (with the preset's vocabulary) and summary."""
     lines = []
     for name, preset in ARCHS.items():
-        skeleton = eqx.filter_eval_shape(GPT, GPTConfig(**preset()), key=jax.random.key(0))
+        config = GPTConfig(**preset())
+        skeleton = eqx.filter_eval_shape(MODELS[config.model], config, key=jax.random.key(0))
         summary = (preset.__doc__ or "").strip().splitlines()[0]
         lines.append(f"{name:<18} {skeleton.get_num_params(non_embedding=False) / 1e6:10.2f}M  {summary}")
     return "\n".join(lines)
@@ -42,7 +43,7 @@ def describe() -> str:
 def gpt2() -> dict:
     """OpenAI's GPT-2 small: 12 layers, 768 wide, GELU, LayerNorm with biases, learned positions."""
     return dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, bias=True,
-                mlp="gelu", norm="layernorm", position="learned")
+                mlp="gelu", norm="layernorm", position="learned", scan_layers=True)
 
 
 @ARCHS.register("gpt2-medium")
@@ -83,7 +84,7 @@ def baby() -> dict:
 def llama() -> dict:
     """LLaMA-style: RMSNorm, SwiGLU (width rounded to 256), rotary positions, no biases, GQA."""
     return dict(n_layer=12, n_head=12, n_kv_head=4, n_embd=768, block_size=1024, vocab_size=50257,
-                bias=False, mlp="swiglu", multiple_of=256, norm="rmsnorm", position="rope")
+                bias=False, mlp="swiglu", multiple_of=256, norm="rmsnorm", position="rope", scan_layers=True)
 
 
 @ARCHS.register("llama2-7b")

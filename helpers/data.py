@@ -25,6 +25,16 @@ def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= 65535 else np.uint32
 
 
+def model_vocab_size(meta: dict) -> int:
+    """The vocabulary a new model gets for a dataset: the tokenizer's, rounded up to a multiple
+    of 64 for a subword tokenizer (GPT-2's 50,257 becomes 50,304, as in nanoGPT) so that the
+    head's matmul has aligned dimensions, which accelerators run markedly faster. The extra
+    rows are never a target, and sampling never picks them. A character vocabulary stays as
+    it is: it is tiny, and rounding would multiply it."""
+    vocab_size = meta["vocab_size"]
+    return vocab_size if meta.get("tokenizer") == "char" else -(-vocab_size // 64) * 64
+
+
 def write_tokens(path: Path, ids: np.ndarray, vocab_size: int) -> None:
     np.asarray(ids, dtype=token_dtype(vocab_size)).tofile(path)
 
@@ -122,5 +132,9 @@ def text_corpus_args(description: str, here: Path, url: str) -> tuple[str, Path]
 
 
 def run_tokenizer(header: dict):
-    """The tokenizer of the dataset a checkpoint (given by its header) was trained on."""
+    """The tokenizer a checkpoint (given by its header) was trained with: the header carries
+    it, so a copied checkpoint decodes without its dataset folder. Checkpoints from before it
+    did are read through their dataset's meta.json."""
+    if "tokenizer" in header:
+        return tokenizer_from_meta(header["tokenizer"])
     return tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))

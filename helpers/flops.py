@@ -1,14 +1,23 @@
 """Model FLOPs and the hardware peak they are compared against (MFU)."""
 
-import time
+from time import perf_counter
 
 import jax
 import jax.numpy as jnp
 
 from model import GPTConfig
 
-# Dense bf16 peaks from the vendors' data sheets; matched against jax's device_kind.
-KNOWN_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Dense (no sparsity) tensor-core peaks in FLOP/s from NVIDIA's data sheets, per dtype. Keys
+# are matched in order as substrings of jax's device_kind ("NVIDIA H100 80GB HBM3" is the SXM
+# part, "NVIDIA H100 PCIe" the PCIe one), so the PCIe row must come before the generic H100.
+# float32 is the TF32 figure: on Ampere and newer, jax's default matmul precision runs fp32
+# matmuls on TF32 tensor cores. fp16 runs as fast as bf16.
+DATA_SHEET_PEAKS = {
+    "H100 PCIe": ("H100 PCIe", {"bfloat16": 756e12, "float16": 756e12, "float32": 378e12}),
+    "H100": ("H100 SXM", {"bfloat16": 989e12, "float16": 989e12, "float32": 494.5e12}),
+    "H200": ("H200", {"bfloat16": 989e12, "float16": 989e12, "float32": 494.5e12}),
+    "A100": ("A100 SXM/PCIe", {"bfloat16": 312e12, "float16": 312e12, "float32": 156e12}),
+}
 
 
 def flops_per_token(config: GPTConfig, n_params_non_embedding: int) -> float:
@@ -18,24 +27,28 @@ def flops_per_token(config: GPTConfig, n_params_non_embedding: int) -> float:
     return 6 * n_params_non_embedding + 12 * config.n_layer * config.n_head * head_size * config.block_size
 
 
-def measure_matmul_peak(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
-    """FLOP/s of the best of several large square matmuls: what this device actually sustains."""
+def measure_matmul_peak(size: int = 2048, dtype=jnp.float32, min_runs: int = 5, min_seconds: float = 0.2) -> float:
+    """FLOP/s of the fastest of many large square matmuls in `dtype`: what this device actually
+    sustains. Timing goes on until it has at least `min_runs` runs and `min_seconds` of them,
+    so one slow run (another process, a frequency change) does not set the figure."""
     a = jnp.ones((size, size), dtype)
     matmul = jax.jit(lambda a: a @ a)
-    matmul(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+    matmul(a).block_until_ready()  # compiles, and runs once untimed (first-touch allocations)
+    times = []
+    while len(times) < min_runs or sum(times) < min_seconds:
+        start = perf_counter()
         matmul(a).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+        times.append(perf_counter() - start)
+    return 2 * size**3 / min(times)
 
 
-def device_peak_flops(dtype=jnp.float32) -> tuple[float, str]:
-    """(peak FLOP/s, where that number came from): a data-sheet figure for known accelerators,
-    otherwise a measurement on this device."""
-    kind = jax.devices()[0].device_kind
-    for name, peak in KNOWN_PEAKS.items():
-        if name in kind:
-            return peak, f"{kind} data sheet"
-    return measure_matmul_peak(dtype=dtype), f"measured {jnp.dtype(dtype).name} matmul on {kind}"
+def device_peak_flops(dtype=jnp.float32, kind: str | None = None) -> tuple[float, str]:
+    """(peak FLOP/s for matmuls in `dtype`, where that number came from): the data-sheet figure
+    for a known accelerator, otherwise a measurement on this device. `kind` is a device_kind
+    string, by default that of jax's first device."""
+    kind = kind or jax.devices()[0].device_kind
+    name = jnp.dtype(dtype).name
+    row, peaks = next((entry for match, entry in DATA_SHEET_PEAKS.items() if match in kind), (None, {}))
+    if name in peaks:
+        return peaks[name], f"{row} data sheet, dense {'TF32' if name == 'float32' else name}"
+    return measure_matmul_peak(dtype=dtype), f"measured {name} matmul on {kind}"

@@ -107,6 +107,7 @@ def _generate(
     top_k: Int[Array, ""],
     top_p: Float[Array, ""],
     stop_token: Int[Array, ""],
+    vocab_size: Int[Array, ""],
     num_samples: int,
     max_new_tokens: int,
     pool: int,
@@ -121,7 +122,9 @@ def _generate(
     def next_token(s: Decoding) -> tuple[Int[Array, " B"], Decoding]:
         """Sample each row's next token and append it to the history."""
         key, sub = jax.random.split(s.key)
-        token = sample_next(s.logits, sub, temperature, top_k, top_p, pool)
+        # A head padded past the tokenizer's vocabulary (helpers/data.py) never picks a padding id.
+        logits = jnp.where(jnp.arange(s.logits.shape[-1]) < vocab_size, s.logits, -jnp.inf)
+        token = sample_next(logits, sub, temperature, top_k, top_p, pool)
         length = prompt_len + s.steps  # tokens in history before this one
         if on_token is not None:
             jax.debug.callback(on_token, token, ordered=True)
@@ -179,12 +182,14 @@ def generate(
     top_k: int | None = None,
     top_p: float = 1.0,
     stop_token: int | None = None,
+    vocab_size: int | None = None,
     on_token: Callable[[np.ndarray], None] | None = None,
 ) -> list[list[int]]:
     """num_samples continuations of `prompt` (token ids), generated together as one batch.
 
     temperature 0 is greedy decoding. A sample ends after max_new_tokens or at stop_token,
-    which it then includes. on_token, if given, is called with each step's (num_samples,)
+    which it then includes. vocab_size is the tokenizer's, when the model's head is padded
+    beyond it: only ids below it are generated (default: every id the model has). on_token, if given, is called with each step's (num_samples,)
     new tokens as they are produced (for streaming to a terminal). The same key gives the
     same samples.
     """
@@ -198,7 +203,8 @@ def generate(
     new, steps = _generate(
         eqx.nn.inference_mode(model), jnp.asarray(padded), jnp.int32(len(visible)), key,
         jnp.float32(temperature), jnp.int32(top_k or model.config.vocab_size), jnp.float32(top_p),
-        jnp.int32(-1 if stop_token is None else stop_token), num_samples, max_new_tokens,
+        jnp.int32(-1 if stop_token is None else stop_token), jnp.int32(vocab_size or model.config.vocab_size),
+        num_samples, max_new_tokens,
         candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token,
     )
     return [_until(row[: int(steps)].tolist(), stop_token) for row in np.asarray(new)]

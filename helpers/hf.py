@@ -178,11 +178,13 @@ def load_gpt2(
     return eqx.tree_at(lambda m: [get_path(m, n) for n in names], skeleton, [jax.numpy.asarray(arrays[n]) for n in names])
 
 
-def save_gpt2(model: GPT, out_dir: Path) -> None:
+def save_gpt2(model: GPT, out_dir: Path, vocab_size: int | None = None) -> None:
     """Write `model` as an HF GPT-2 directory that GPT2LMHeadModel.from_pretrained loads.
 
     Only what GPT-2 can express exports (GELU, LayerNorm, learned positions, full multi-head
     attention). A model without biases exports zero biases, which compute the same thing.
+    vocab_size, when the model's head is padded past its tokenizer's vocabulary, keeps only
+    the tokenizer's rows, so the export pairs with that tokenizer.
     """
     from safetensors.numpy import save_file
 
@@ -198,6 +200,8 @@ def save_gpt2(model: GPT, out_dir: Path) -> None:
     tensors = {}
     for name in TOP_PARAMS:
         tensors[name] = _array_or_zeros(get_path(model, name), (config.n_embd,))
+    vocab_size = vocab_size or config.vocab_size
+    tensors["wte.weight"] = tensors["wte.weight"][:vocab_size]
     for name in BLOCK_PARAMS:
         stacked = get_path(model.h, name)
         if stacked is None:  # a bias=False model: GPT-2 has biases, so they are zeros
@@ -209,11 +213,11 @@ def save_gpt2(model: GPT, out_dir: Path) -> None:
             tensors[f"h.{i}.{name}"] = np.ascontiguousarray(layer.T if name in CONV1D_WEIGHTS else layer)
     hf_config = {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
-        "n_positions": config.block_size, "n_ctx": config.block_size, "vocab_size": config.vocab_size,
+        "n_positions": config.block_size, "n_ctx": config.block_size, "vocab_size": vocab_size,
         "n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
         "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True,
     }
-    if config.vocab_size > GPT2_EOT_ID:  # GPT-2's vocabulary: its end-of-text token
+    if vocab_size > GPT2_EOT_ID:  # GPT-2's vocabulary: its end-of-text token
         hf_config |= {"bos_token_id": GPT2_EOT_ID, "eos_token_id": GPT2_EOT_ID}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +278,8 @@ if __name__ == "__main__":
         """python -m helpers.hf OUT_DIR HF_DIR: a training run's model as an HF GPT-2 directory."""
         if len(args) != 2:
             raise UserError("usage: python -m helpers.hf OUT_DIR HF_DIR (a training run's folder, then the new directory)")
-        save_gpt2(load_trained_model(Path(args[0]))[0], Path(args[1]))
+        model, header = load_trained_model(Path(args[0]))
+        save_gpt2(model, Path(args[1]), header.get("tokenizer", {}).get("vocab_size"))
         print(f"wrote {args[1]}/config.json and model.safetensors")
 
     export(sys.argv[1:])

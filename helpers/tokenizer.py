@@ -122,6 +122,14 @@ class GPT2Tokenizer:
         return {"tokenizer": "gpt2", "vocab_size": self.vocab_size, "eot": self.eot}
 
 
+TOKENIZER_FIELDS = ("tokenizer", "vocab_size", "chars", "eot")  # what decoding needs of a meta.json
+
+
+def tokenizer_fields(meta: dict) -> dict:
+    """The part of a dataset's meta.json that rebuilds its tokenizer (checkpoints carry it)."""
+    return {k: meta[k] for k in TOKENIZER_FIELDS if k in meta}
+
+
 def tokenizer_from_meta(meta: dict) -> "CharTokenizer | GPT2Tokenizer":
     kind = meta.get("tokenizer")
     if kind == "char":

@@ -9,8 +9,24 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from helpers import checkpoint
+from helpers.errors import UserError
 from helpers.optim import optimizer_from_settings
-from model import GPT, GPTConfig, over_batch
+from model import GPT, MODELS, GPTConfig, over_batch
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPE_CHOICES = ("auto", *COMPUTE_DTYPES)
+
+
+def compute_dtype(name: str):
+    """The dtype the model computes in (parameters and optimizer state stay float32).
+
+    "auto" is bfloat16 on a GPU or TPU, whose matrix units run it several times faster than
+    float32, and float32 on a CPU, where XLA's bfloat16 matmuls are no faster than float32 ones.
+    """
+    if name == "auto":
+        name = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    return COMPUTE_DTYPES[name]
 
 
 def init_state(
@@ -24,7 +40,7 @@ def init_state(
         # Built by one compiled call: run eagerly, init's hundreds of small ops (a draw and a
         # tree_at per weight) are each dispatched on their own. On this CPU: 1.8 s against
         # 2.8 s at baby size, 2.8 against 4.4 s at GPT-2 small.
-        model = eqx.filter_jit(GPT)(config, key=model_key)
+        model = eqx.filter_jit(MODELS[config.model])(config, key=model_key)
     return {
         "model": model,
         "opt_state": optimizer.init(eqx.filter(model, eqx.is_array)),
@@ -35,11 +51,23 @@ def init_state(
     }
 
 
+def checkpoint_config(header: dict, path: Path) -> GPTConfig:
+    """The model config a checkpoint's header holds, or a clear error when this process cannot
+    build it: a component (mixer, model class, ...) registered by a file it was not given."""
+    try:
+        return GPTConfig(**header["model_config"])
+    except (TypeError, ValueError) as error:
+        raise UserError(
+            f"{path} cannot be rebuilt here: {error}. If it was trained with components of your own, "
+            "pass the file that registers them first, as in training (python sample.py my_model.py --out_dir=...)"
+        ) from None
+
+
 def load_trained_model(out_dir: Path, name: str = "ckpt.eqx") -> tuple[GPT, dict]:
     """The model in a run's checkpoint (ckpt.eqx, the latest; best.eqx, the best), and its header."""
     ckpt_path = Path(out_dir) / name
     header = checkpoint.read_header(ckpt_path)
-    config = GPTConfig(**header["model_config"])
+    config = checkpoint_config(header, ckpt_path)
     # The file holds the whole training state; rebuild its shapes from the header (no compute,
     # no allocation), read it all, and keep the model.
     optimizer, _ = optimizer_from_settings(header["settings"])

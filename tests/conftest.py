@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 sys.path.insert(0, str(ROOT))
+# Every script the tests launch, and the tests themselves, share one JAX compilation cache for
+# the session: the same small shapes compile once, not once per launched training run.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from helpers.data import write_char_dataset  # noqa: E402
 
@@ -33,6 +39,8 @@ def run_script(*args, check=True) -> subprocess.CompletedProcess:
     return result
 
 
+# A small run for train.py. Its MFU is against a given peak: measuring this CPU's (as a user's
+# run does, and tests/test_flops.py checks) would add seconds to every launch.
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
         "--eval_iters=2", "--log_interval=1", "--learning_rate=3e-3", "--warmup_iters=2",
-        "--lr_decay_iters=20", "--min_lr=3e-4"]
+        "--lr_decay_iters=20", "--min_lr=3e-4", "--peak_flops=1e11"]

@@ -83,3 +83,11 @@ def test_a_preset_sits_between_defaults_and_explicit_settings(tmp_path):
     settings = configure(namespace(), [str(config), "--dataset=big"], preset=preset)
     assert settings["batch_size"] == 64  # the preset beat the default
     assert settings["learning_rate"] == 1e-2  # the config file beat the preset
+
+
+def test_a_config_file_runs_as_one_module(tmp_path):
+    # A class body and a function see the file's own imports and names, as in any module.
+    config = tmp_path / "mine.py"
+    config.write_text("import math\n\nSCALE = 2\n\n\nclass Doubler:\n    def twice(self, x):\n"
+                      "        return SCALE * math.floor(x)\n\n\nbatch_size = Doubler().twice(3.7)\n")
+    assert configure(namespace(), [str(config)])["batch_size"] == 6

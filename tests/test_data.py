@@ -48,3 +48,11 @@ def test_missing_and_short_splits_are_clear(tmp_path):
 def test_unknown_characters_are_named():
     with pytest.raises(UserError, match="'xz'"):
         CharTokenizer("abc").encode("abxcz")
+
+
+def test_subword_vocabularies_are_padded_to_a_multiple_of_64_and_characters_are_not():
+    from helpers.data import model_vocab_size
+
+    assert model_vocab_size({"tokenizer": "gpt2", "vocab_size": 50257}) == 50304
+    assert model_vocab_size({"tokenizer": "gpt2", "vocab_size": 4096}) == 4096
+    assert model_vocab_size({"tokenizer": "char", "vocab_size": 65}) == 65

@@ -1,4 +1,5 @@
-"""Nothing lost: SIGKILL at random moments (many inside a checkpoint write), then resume."""
+"""Nothing lost: SIGKILL in the middle of checkpoint writes (for certain) and at random moments,
+then resume; the result equals a run that was never killed."""
 
 import os
 import random
@@ -14,7 +15,9 @@ from conftest import ROOT, TINY, run_script
 from helpers import checkpoint
 from helpers.training import load_trained_model
 
-KILLS = 20
+# Kills in order: "write" waits until a checkpoint write is half done (the slow-save helper
+# announces it and then holds it open), "random" strikes at a random moment once the run saves.
+PLAN = ["random", "write", "random", "random", "write", "random"]
 
 
 def last_saved(out) -> int:
@@ -27,40 +30,44 @@ def test_killed_runs_always_leave_a_checkpoint_and_resume_exactly(tmp_path, char
               "--always_save_checkpoint=True", "--log_interval=50"]
     run_script("train.py", *common, f"--out_dir={tmp_path / 'straight'}")
 
-    out = tmp_path / "killed"
+    out, marker = tmp_path / "killed", tmp_path / "writing"
     # JAX's compilation cache lets each relaunch skip recompiling what the last one compiled.
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", SLOW_SAVE_MARKER=str(marker))
     rng = random.Random(0)
-    kills, mid_write, failures = 0, 0, []
-    while kills < KILLS:
+    failures = []
+    for number, kind in enumerate(PLAN, 1):
+        marker.unlink(missing_ok=True)
         init = "resume" if (out / "ckpt.eqx").exists() else "scratch"
+        pause = "60" if kind == "write" else "0.05"
         proc = subprocess.Popen([sys.executable, "tests/train_with_slow_saves.py", *common, f"--out_dir={out}",
-                                 f"--init_from={init}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        # Once this run is saving checkpoints (past start-up and compilation), kill it at a
-        # random moment: a training step, an evaluation, or the middle of a write.
+                                 f"--init_from={init}"], cwd=ROOT, env=dict(env, SLOW_SAVE_PAUSE=pause),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         saved_before = last_saved(out)
         deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None and last_saved(out) == saved_before:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.0))
+        if kind == "write":
+            while time.time() < deadline and proc.poll() is None and not marker.exists():
+                time.sleep(0.01)
+        else:
+            while time.time() < deadline and proc.poll() is None and last_saved(out) == saved_before:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is not None:
-            failures.append(f"the run ended before its kill: {proc.stderr.read().decode()[-300:]}")
+            failures.append(f"kill {number}: the run ended before it: {proc.stderr.read().decode()[-300:]}")
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
-        mid_write += (out / "ckpt.eqx.tmp").exists()
+        if kind == "write":
+            assert (out / "ckpt.eqx.tmp").exists(), "the kill was meant to land inside a checkpoint write"
         if (out / "ckpt.eqx").exists():
             try:
                 load_trained_model(out)
             except checkpoint.CheckpointError as error:
-                failures.append(f"kill {kills}: {error}")
-    run_script("train.py", *common, f"--out_dir={out}", "--init_from=resume")
-    print(f"\n{kills} kills ({mid_write} during a checkpoint write), {len(failures)} failures")
+                failures.append(f"kill {number} ({kind}): {error}")
     assert not failures, failures
-    assert mid_write >= 1  # the test did reach the dangerous moment
+    assert checkpoint.read_header(out / "ckpt.eqx")["iter_num"] < 150  # the kills did interrupt the run
+
+    run_script("train.py", *common, f"--out_dir={out}", "--init_from=resume")
     straight, _ = load_trained_model(tmp_path / "straight")
     resumed, header = load_trained_model(out)
     assert header["iter_num"] == 150

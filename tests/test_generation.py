@@ -84,3 +84,12 @@ def test_bad_settings_are_rejected(kwargs, message):
     settings = dict(max_new_tokens=5, key=jax.random.key(0)) | kwargs
     with pytest.raises(UserError, match=message):
         generate(MODEL, PROMPT, **settings)
+
+
+def test_a_padded_head_never_generates_a_padding_id():
+    # The model has 50 logits; a tokenizer of 20 ids leaves 30 padding rows that must never come out.
+    rows = generate(MODEL, PROMPT, 200, key=jax.random.key(5), num_samples=4, temperature=5.0, vocab_size=20)
+    tokens = [t for row in rows for t in row]
+    assert len(tokens) == 800 and max(tokens) < 20
+    greedy = generate(MODEL, PROMPT, 50, key=jax.random.key(5), temperature=0.0, vocab_size=20)[0]
+    assert max(greedy) < 20

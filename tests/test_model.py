@@ -422,3 +422,33 @@ def test_over_batch_with_batched_weights_too():
     w = jax.random.normal(jax.random.key(9), (3, 6, 4))  # one weight matrix per row: a vmap over models
     np.testing.assert_allclose(over_batch(project)(x, w), jnp.einsum("bti,boi->bto", x, w), rtol=1e-5)
     np.testing.assert_allclose(over_batch(lambda x: project(x, w[0]))(x), x @ w[0].T, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend, dtype, head_size, expected", [
+    ("gpu", jnp.bfloat16, 64, "cudnn"),
+    ("gpu", jnp.float16, 128, "cudnn"),
+    ("gpu", jnp.float32, 64, "xla"),  # cuDNN's flash attention takes 16-bit inputs only
+    ("gpu", jnp.bfloat16, 12, "xla"),  # head sizes must be a multiple of 8
+    ("gpu", jnp.bfloat16, 136, "xla"),  # and at most 128
+    ("tpu", jnp.bfloat16, 64, "xla"),
+    ("cpu", jnp.bfloat16, 64, "blocked"),
+    ("cpu", jnp.float32, 64, "blocked"),
+])
+def test_attention_implementation_is_chosen_by_backend_dtype_and_head_size(backend, dtype, head_size, expected):
+    assert model_module.attention_implementation(backend, dtype, head_size) == expected
+
+
+@pytest.mark.parametrize("window, kv_heads", [(0, 4), (0, 2), (5, 4)])
+def test_xla_attention_equals_the_cpu_blocked_attention_with_gradients(window, kv_heads):
+    # T=150 spans two query blocks of the blocked path, so the block boundary is exercised too.
+    T, H, D = 150, 4, 16
+    q, k, v = (jax.random.normal(jax.random.key(i), (T, h, D)) for i, h in enumerate((H, kv_heads, kv_heads)))
+    weights = jax.random.normal(jax.random.key(9), (T, H, D))
+
+    def loss(q, k, v, implementation):
+        return jnp.sum(weights * model_module.causal_attention(q, k, v, window, implementation))
+
+    for argnum in range(3):
+        xla, blocked = (jax.value_and_grad(loss, argnums=argnum)(q, k, v, impl) for impl in ("xla", "blocked"))
+        np.testing.assert_allclose(xla[0], blocked[0], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(xla[1], blocked[1], rtol=1e-4, atol=1e-5)

@@ -71,3 +71,16 @@ def test_sample_from_an_hf_directory(tmp_path):
     result = run_script("sample.py", f"--init_from={tmp_path}", "--start=Hello", "--max_new_tokens=5",
                         "--temperature=0")
     assert result.stdout.startswith("Hello") and result.stdout.count("---------------") == 1
+
+
+def test_a_copied_checkpoint_samples_without_its_dataset_folder(tmp_path, char_dataset):
+    import shutil
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(char_dataset, dataset)
+    out = tmp_path / "run"
+    run_script("train.py", f"--dataset={dataset}", f"--out_dir={out}", *TINY, "--max_iters=2", "--eval_interval=2")
+    shutil.rmtree(dataset)
+    result = run_script("sample.py", f"--out_dir={out}", "--start=the ", "--max_new_tokens=10", "--seed=1")
+    assert result.stdout.startswith("the ") and result.stdout.endswith("---------------\n")
+    assert len(result.stdout.split("\n---------------")[0]) == len("the ") + 10  # ten characters decoded

@@ -1,11 +1,14 @@
 import json
+import os
+import subprocess
+import sys
 
 import equinox as eqx
 import jax
 import numpy as np
 import pytest
 
-from conftest import TINY, run_script
+from conftest import ROOT, TINY, run_script
 from helpers import checkpoint
 from helpers.optim import optimizer_from_settings
 from helpers.training import init_state
@@ -122,3 +125,67 @@ def test_the_eta_reads_as_hours_minutes_or_seconds():
     from train import duration
 
     assert [duration(s) for s in (45.9, 200, 3720)] == ["45s", "3m20s", "1h02m"]
+
+
+def test_resume_applies_this_runs_dropout(tmp_path, char_dataset):
+    common = ["--eval_interval=3", "--always_save_checkpoint=True"]
+    for name in ("plain", "dropped"):
+        train(tmp_path / name, char_dataset, "--max_iters=3", *common)
+    train(tmp_path / "plain", char_dataset, "--max_iters=6", "--init_from=resume", *common)
+    result = train(tmp_path / "dropped", char_dataset, "--max_iters=6", "--init_from=resume", "--dropout=0.3", *common)
+    assert "resuming with this run's dropout=0.3 (the checkpoint's: 0.0)" in result.stdout
+    header, _ = load_params(tmp_path / "dropped")
+    assert header["model_config"]["dropout"] == 0.3
+    plain, _ = losses(tmp_path / "plain")
+    dropped, _ = losses(tmp_path / "dropped")
+    assert [plain[i] for i in (1, 2, 3)] == [dropped[i] for i in (1, 2, 3)]
+    assert all(plain[i] != dropped[i] for i in (4, 5, 6))  # the dropout really acted
+
+
+def test_the_bare_command_is_a_small_run_on_the_embedded_corpus():
+    # `python train.py` with no arguments must be something a laptop finishes in minutes: the
+    # defaults' whole training compute, counted as MFU counts it, is bounded here by what a
+    # CPU core sustains in about ten minutes. (Today's defaults need about 1e13 FLOPs; the
+    # 12-layer, 1024-context, 600,000-iteration defaults of nanoGPT need about 5e18.)
+    import train
+    from helpers.flops import flops_per_token
+    from model import GPT
+
+    config = GPTConfig(**{name: getattr(train, name) for name in ("n_layer", "n_head", "n_embd", "block_size", "mlp")},
+                       vocab_size=128)
+    params = eqx.filter_eval_shape(GPT, config, key=jax.random.key(0)).get_num_params()
+    tokens = train.max_iters * train.gradient_accumulation_steps * train.batch_size * train.block_size
+    assert flops_per_token(config, params) * tokens < 1e14
+    assert train.dataset == "python_docs_char"  # the corpus that needs no download
+
+
+def fake_wandb(tmp_path, body: str) -> dict:
+    """An environment whose `import wandb` finds a stand-in module with this body."""
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "wandb.py").write_text(body)
+    return dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+
+
+def test_wandb_without_the_package_is_one_line(tmp_path, char_dataset):
+    env = fake_wandb(tmp_path, "raise ImportError(\"No module named 'wandb'\")\n")
+    result = subprocess.run([sys.executable, "train.py", f"--dataset={char_dataset}", f"--out_dir={tmp_path / 'run'}",
+                             *TINY, "--max_iters=2", "--wandb_log=True"], cwd=ROOT, capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "pip install wandb" in result.stderr
+
+
+def test_wandb_gets_the_learning_rate_speed_and_mfu_as_well_as_the_losses(tmp_path, char_dataset):
+    logged = tmp_path / "wandb.jsonl"
+    env = fake_wandb(tmp_path, "import json\n"
+                               "def init(**kwargs):\n    pass\n"
+                               "def log(values, step=None):\n"
+                               f"    with open({str(logged)!r}, 'a') as f:\n"
+                               "        f.write(json.dumps(dict(values, step=step)) + '\\n')\n")
+    subprocess.run([sys.executable, "train.py", f"--dataset={char_dataset}", f"--out_dir={tmp_path / 'run'}", *TINY,
+                    "--max_iters=4", "--eval_interval=4", "--wandb_log=True"], cwd=ROOT, check=True, env=env,
+                   capture_output=True)
+    records = [json.loads(line) for line in logged.read_text().splitlines()]
+    keys = set().union(*records)
+    assert {"train/loss", "val/loss", "lr", "tokens_per_s", "mfu"} <= keys
+    assert sorted(r["step"] for r in records if "lr" in r) == [1, 2, 3, 4]

@@ -3,10 +3,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from helpers.optim import lr_schedule, make_optimizer
 from helpers.training import eval_loss, init_state, make_step, make_steps
-from model import GPTConfig
+from model import GPT, MODELS, GPTConfig
 
 CONFIG = GPTConfig(block_size=16, vocab_size=30, n_layer=2, n_head=2, n_embd=32)
 
@@ -62,3 +63,40 @@ def test_steps_in_one_call_equal_one_call_each():
     np.testing.assert_allclose(looped_losses, losses, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(eqx.filter(model, eqx.is_array)), jax.tree.leaves(eqx.filter(looped, eqx.is_array))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@MODELS.register("test-capped")
+class CappedGPT(GPT):
+    """A subclass that changes one step, as docs/adding_a_model.md does."""
+
+    def head(self, x):
+        return 0.5 * jnp.tanh(super().head(x))
+
+
+def test_a_registered_subclass_comes_back_from_its_checkpoint_as_itself(tmp_path):
+    import dataclasses
+
+    from helpers import checkpoint
+    from helpers.optim import optimizer_from_settings
+    from helpers.training import load_trained_model
+
+    settings = dict(learning_rate=1e-3, warmup_iters=1, lr_decay_iters=10, min_lr=1e-4, decay_lr=True,
+                    weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0)
+    config = dataclasses.replace(CONFIG, model="test-capped")
+    state = init_state(config, optimizer_from_settings(settings)[0], seed=0)
+    assert type(state["model"]) is CappedGPT
+    checkpoint.save(tmp_path / "ckpt.eqx", {"iter_num": 1, "model_config": dataclasses.asdict(config),
+                                            "settings": settings}, state)
+    loaded, _ = load_trained_model(tmp_path)
+    assert type(loaded) is CappedGPT
+    idx = jnp.arange(16) % 30
+    np.testing.assert_array_equal(loaded(idx), state["model"](idx))
+    assert float(jnp.abs(loaded(idx)).max()) <= 0.5
+
+
+def test_a_subclass_its_config_does_not_name_is_refused():
+    class Unregistered(GPT):
+        pass
+
+    with pytest.raises(ValueError, match="register the class with @MODELS.register"):
+        Unregistered(CONFIG, key=jax.random.key(0))

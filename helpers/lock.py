@@ -1,0 +1,33 @@
+"""One training run per out_dir: a second launch into a folder in use refuses, naming the first.
+
+Two runs in one folder would overwrite each other's checkpoints and interleave their logs. The
+guard is an advisory lock (flock) on out_dir/lock: the kernel releases it when its process
+ends, however it ends (even SIGKILL or a power cut), so a crashed run never leaves the folder
+stuck, and no stale-lock cleanup is ever needed. The file holds who took it, for the message.
+"""
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO
+
+from helpers.errors import UserError
+
+
+def lock_out_dir(out: Path) -> IO:
+    """Take out/lock for as long as the returned file stays open (keep a reference to it)."""
+    handle = open(Path(out) / "lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that has just started"
+        handle.close()
+        raise UserError(f"{out} is in use by another training run ({holder}): wait for it to end, stop it, "
+                        "or pass another --out_dir") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
