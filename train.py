@@ -38,7 +38,9 @@ from helpers.interrupt import StopRequest, stopped
 from helpers.lock import lock_out_dir
 from helpers.optim import optimizer_from_settings
 from helpers.tokenizer import tokenizer_fields
-from helpers.training import DTYPE_CHOICES, checkpoint_config, compute_dtype, eval_loss, init_state, make_steps
+from helpers.training import (
+    DTYPE_CHOICES, checkpoint_config, compute_dtype, eval_loss, init_state, make_steps, with_dropout,
+)
 from model import REMAT_POLICIES, RUN_FIELDS, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
@@ -258,6 +260,8 @@ def main():
     if header:
         # filter_eval_shape builds the state's shapes without computing anything.
         state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, seed))
+        # The file holds the dropout rate the model trained with (a float beside the arrays).
+        state["model"] = with_dropout(state["model"], config.dropout)
         iter_num, best_val_loss = header["iter_num"], header["best_val_loss"]
         say(f"resuming from {ckpt_path} at iteration {iter_num}")
     else:

@@ -75,6 +75,12 @@ def load_trained_model(out_dir: Path, name: str = "ckpt.eqx") -> tuple[GPT, dict
     return checkpoint.load(ckpt_path, like)["model"], header
 
 
+def with_dropout(model: GPT, rate: float) -> GPT:
+    """`model` with every dropout layer's rate set to `rate` (what a resumed run asks for)."""
+    is_dropout = lambda node: isinstance(node, eqx.nn.Dropout)  # noqa: E731
+    return jax.tree.map(lambda node: eqx.nn.Dropout(rate) if is_dropout(node) else node, model, is_leaf=is_dropout)
+
+
 def cast_floats(model: GPT, dtype) -> GPT:
     """A copy of `model` whose float arrays are `dtype`: the compute copy for mixed precision.
 
