@@ -56,31 +56,21 @@ peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a m
 threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
 new_tokens = 500  # sample mode: tokens generated after a one-token prompt
 
-MODEL_SETTINGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "mlp", "scan_layers", "remat")
-
-
 def arch_preset(settings: dict) -> dict:
-    """The preset's values for the model settings; anything given explicitly beats them."""
-    from helpers import archs
+    """The preset's values for the model settings above; anything given explicitly beats them."""
+    from helpers import archs  # imports jax: only after tune_cpu_runtime
 
-    try:
-        preset = archs.build(settings["arch"])
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    values = {k: getattr(preset, k) for k in MODEL_SETTINGS}
-    if values["vocab_size"] == GPT2_VOCAB_SIZE:  # padded, as train.py pads a GPT-2-BPE dataset's
+    values = archs.preset_settings(settings)
+    if values.get("vocab_size") == GPT2_VOCAB_SIZE:  # padded, as train.py pads a GPT-2-BPE dataset's
         values["vocab_size"] = model_vocab_size({"tokenizer": "gpt2", "vocab_size": GPT2_VOCAB_SIZE})
     return values
 
 
-def model_config():
+def model_config(settings: dict):
     """The preset, with the settings above, and no dropout (neither side times it)."""
     from helpers import archs
 
-    try:
-        config = archs.build(arch, dropout=0.0, **{name: globals()[name] for name in MODEL_SETTINGS})
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    config = archs.config_from_settings(settings, dropout=0.0)
     gpt2_style = (config.norm, config.position, config.mixer, config.block, config.layers) == (
         "layernorm", "learned", "attention", "sequential", ()) and config.kv_heads == config.n_head
     if compare and not gpt2_style:
@@ -169,8 +159,8 @@ def time_torch(config, batch: int) -> dict:
     model = TorchGPT(config)
     autocast = dtype == "bfloat16"  # "auto" is float32 on this CPU-only side
     optimizer = adamw(model, 1e-3, 0.1, (0.9, 0.99))
-    # Untimed first, as many steps as our side's warm-up call: PyTorch's first steps run slower
-    # (at shakespeare-char: 11.7 s for the second, 7.4-8.1 s from the seventh), so both sides are timed warm.
+    # Untimed first, as many steps as our side's warm-up call: PyTorch's first steps run markedly
+    # slower than later ones (docs/performance.md), so both sides are timed warm.
     warmup = steps_per_call
     tokens = torch.randint(0, config.vocab_size, (warmup + steps, batch, config.block_size + 1))
     times = []
@@ -269,12 +259,12 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
 @report_user_errors
 def main():
     argv = sys.argv[1:]
-    configure(globals(), argv, preset=arch_preset)
+    settings = configure(globals(), argv, preset=arch_preset)
     if side not in ("jax", "torch"):
         raise UserError(f"side must be jax or torch, got {side!r}")
     if steps_per_call < 1 or steps < steps_per_call or steps % steps_per_call:
         raise UserError(f"steps ({steps}) must be a positive multiple of steps_per_call ({steps_per_call})")
-    config, batch = model_config()
+    config, batch = model_config(settings)
     if mode == "sample":
         time_sampling(config)
     elif compare:

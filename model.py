@@ -49,12 +49,12 @@ class GPTConfig:
     model: str = "gpt"  # the class that puts it all together: a name from MODELS (GPT, or a registered subclass)
     # How the stack runs, not what it computes: True loops over the stacked blocks with
     # lax.scan, so compile time stays flat as depth grows; False unrolls them into straight-line
-    # code, which XLA's CPU backend ran 1.2-1.5x faster for the shallow presets (README: Speed).
+    # code, which XLA's CPU backend runs faster for shallow models (docs/performance.md).
     scan_layers: bool = True
     # Also how it runs: what the backward pass keeps of each layer's forward pass, a name from
     # REMAT_POLICIES. Anything but "none" trades compute for memory, where the layers are
     # scanned; unrolled, XLA is free to run the recomputation early, and on a CPU the memory
-    # did not drop (README: Speed).
+    # did not drop (docs/performance.md).
     remat: str = "none"
 
     def __post_init__(self):
@@ -175,8 +175,8 @@ def over_batch(fn: Callable) -> Callable:
 
     The result is the same; the gradient is what changes. A plain vmap leaves the weight
     gradient as a contraction over two axes, B and T, which XLA's CPU backend computes by first
-    copying the activations' gradient into a transposed layout (23% of the baby step; see
-    README's Speed). Folded, it is one ordinary matmul.
+    copying the activations' gradient into a transposed layout, a large share of a small
+    model's step (docs/performance.md). Folded, it is one ordinary matmul.
 
     The folding is a custom batching rule (`_fold_rows` below), which JAX cannot
     differentiate on its own. It is sound where this vmap is the innermost transformation
@@ -222,8 +222,7 @@ def token_positions(idx: Int[Array, " T"], start: Int[Array, ""] | int) -> Int[A
     They are the same for every sequence, so a plain vmap looks their embeddings up once and
     broadcasts them, and the position table's gradient becomes a sum over the batch. XLA's CPU
     backend fuses that sum with the whole chain of residual-stream gradients that feeds it and
-    recomputes the chain inside the sum, 10x slower than computing it once (4 ms of a 46 ms baby
-    step). So inside `over_batch` every sequence gets its own copy of the positions: the
+    recomputes the chain inside the sum, far slower than computing it once. So inside `over_batch` every sequence gets its own copy of the positions: the
     table's gradient is then a scatter-add, like the token table's, from the same gradient.
     """
     ids = start + jnp.arange(idx.shape[0])  # int32: no need for 64-bit integers (jax_enable_x64)
@@ -279,7 +278,7 @@ class Embedding(eqx.Module):
 # The norm's gradient is written out (as PyTorch's LayerNorm kernel has its own backward)
 # instead of left to autodiff. From autodiff's version, XLA's CPU backend fused each layer's
 # input gradient with those of all the layers above it and recomputed that whole chain in every
-# layer: work quadratic in depth, 4% of the baby step. Given the backward below, XLA keeps
+# layer: work quadratic in depth. Given the backward below, XLA keeps
 # each layer's gradient to that layer.
 # jax.custom_vjp plays the part of a torch.autograd.Function: a forward that also returns what
 # the backward needs, and a backward from the output's gradient to the inputs'.
@@ -416,7 +415,7 @@ def attend(
 
 
 # Queries per block in training's attention on a CPU: blocks of this size keep each matmul large
-# while skipping most of the masked triangle (the README's Speed section has the measurements).
+# while skipping most of the masked triangle (docs/performance.md has the measurements).
 QUERY_BLOCK = 128
 
 

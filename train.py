@@ -124,32 +124,8 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
     if settings["dtype"] not in DTYPE_CHOICES:
         raise UserError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings['dtype']!r}")
-    if settings["remat"] not in REMAT_POLICIES:  # checked here too, since resume and GPT-2 weights skip model_config
+    if settings["remat"] not in REMAT_POLICIES:  # checked here too: resume and GPT-2 weights build no config from the settings
         raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {settings['remat']!r}")
-
-
-def model_config(settings: dict, vocab_size: int) -> GPTConfig:
-    """The model the settings describe; the dataset fixes the vocabulary."""
-    fields = {f.name: settings[f.name] for f in dataclasses.fields(GPTConfig) if f.name in settings}
-    try:
-        return GPTConfig(**fields | {"vocab_size": vocab_size})
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
-
-def arch_preset(settings: dict) -> dict:
-    """The model fields of the --arch preset (vocab_size aside: the dataset fixes it);
-    --arch=help lists the presets and exits."""
-    if not settings["arch"]:
-        return {}
-    if settings["arch"] == "help":
-        print(archs.describe())
-        raise SystemExit(0)
-    try:
-        archs.ARCHS.check(settings["arch"])
-    except ValueError as error:
-        raise UserError(f"{error} (--arch=help describes them)") from None
-    return {k: v for k, v in archs.ARCHS[settings["arch"]]().items() if k != "vocab_size"}
 
 
 def config_table(config: GPTConfig) -> str:
@@ -203,7 +179,7 @@ def start_processes(settings: dict) -> None:
 
 @report_user_errors
 def main():
-    settings = configure(globals(), preset=arch_preset)
+    settings = configure(globals(), preset=archs.preset_settings)
     check_settings(settings)
     start_processes(settings)
     device_mesh = sharding.make_mesh(mesh)
@@ -241,7 +217,7 @@ def main():
         if changed:
             say(f"resuming with this run's {', '.join(changed)}")
     elif init_from == "scratch":
-        config = model_config(settings, model_vocab_size(meta))
+        config = archs.config_from_settings(settings, vocab_size=model_vocab_size(meta))
     else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
         hf_dir = hf.resolve(init_from)
         say(f"initialising from {hf_dir}")

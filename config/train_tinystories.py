@@ -3,7 +3,7 @@
 #   python data/tinystories/prepare.py            # online; or --data_files PATH ... offline
 #
 # On a CPU, train a smaller model on the bundled sample (2,316 stories) for about ten minutes:
-#   python data/tinystories/prepare.py --data_files ../shared/data/tinystories/sample.txt
+#   python data/tinystories/prepare.py --data_files stories.txt   # a local copy of some stories
 #   python train.py config/train_tinystories.py --arch=tinystories-260k --n_embd=128 \
 #     --block_size=128 --batch_size=16 --gradient_accumulation_steps=1 --max_iters=400 \
 #     --lr_decay_iters=400 --warmup_iters=40 --eval_interval=100 --eval_iters=20 \

@@ -14,9 +14,12 @@ smaller vocabularies, so ours have more embedding parameters). Register your own
         return gpt2() | {"n_embd": 1536}
 """
 
+import dataclasses
+
 import equinox as eqx
 import jax
 
+from helpers.errors import UserError
 from model import MODELS, GPTConfig, Registry
 
 ARCHS = Registry("arch")
@@ -26,6 +29,34 @@ def build(name: str, **overrides) -> GPTConfig:
     """The one factory: a preset's config, with fields overridden."""
     ARCHS.check(name)
     return GPTConfig(**(ARCHS[name]() | overrides))
+
+
+def preset_settings(settings: dict) -> dict:
+    """What --arch=NAME sets in a script: the preset's whole model config, for the settings the
+    script has (configurator's `preset` hook, so anything set explicitly still wins).
+    --arch=help lists the presets and exits."""
+    name = settings["arch"]
+    if not name:
+        return {}
+    if name == "help":
+        print(describe())
+        raise SystemExit(0)
+    try:
+        ARCHS.check(name)
+    except ValueError as error:
+        raise UserError(f"{error} (--arch=help describes them)") from None
+    return {k: v for k, v in dataclasses.asdict(GPTConfig(**ARCHS[name]())).items() if k in settings}
+
+
+def config_from_settings(settings: dict, **fixed) -> GPTConfig:
+    """The model a script's settings describe: their --arch preset, with every model field the
+    settings hold on top, then `fixed`. A field that cannot work is the user's one-line error."""
+    preset = ARCHS[settings["arch"]]() if settings.get("arch") else {}
+    fields = {f.name: settings[f.name] for f in dataclasses.fields(GPTConfig) if f.name in settings}
+    try:
+        return GPTConfig(**preset | fields | fixed)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def describe() -> str:

@@ -11,7 +11,7 @@ will be the CPU: on an accelerator the host does little of the work, so a restar
 2. XLA's own matmul code instead of the YNNPACK library. Recent XLA releases hand matmuls
    (and what they fuse into them) to YNNPACK by default; for attention's many small batched
    (per-head) matmuls XLA's own code was the faster of the two, and whole training steps
-   were faster with YNNPACK off (README, Speed). XLA reads the flag when the backend starts
+   were faster with YNNPACK off (docs/performance.md). XLA reads the flag when the backend starts
    and aborts the process on a flag it does not know, so the flag is added only when the
    installed jaxlib has it.
 

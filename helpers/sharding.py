@@ -112,13 +112,3 @@ def local_rows(global_rows: int) -> slice:
     per_process = global_rows // jax.process_count()
     start = jax.process_index() * per_process
     return slice(start, start + per_process)
-
-
-def device_bytes(tree) -> int:
-    """The bytes of `tree`'s arrays held by the first device (to compare FSDP against DP)."""
-    device = jax.devices()[0]
-    return sum(
-        shard.data.nbytes
-        for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)
-        for shard in leaf.addressable_shards if shard.device == device
-    )

@@ -38,8 +38,7 @@ def init_state(
     model_key, dropout_key = jax.random.split(jax.random.key(seed))
     if model is None:
         # Built by one compiled call: run eagerly, init's hundreds of small ops (a draw and a
-        # tree_at per weight) are each dispatched on their own. On this CPU: 1.8 s against
-        # 2.8 s at baby size, 2.8 against 4.4 s at GPT-2 small.
+        # tree_at per weight) would each be dispatched on their own, which takes longer.
         model = eqx.filter_jit(MODELS[config.model])(config, key=model_key)
     return {
         "model": model,
@@ -161,7 +160,7 @@ def make_steps(
     so how many steps run per call never changes the result. Why bother: every call of a
     compiled step pays a fixed cost besides the step itself. On a CPU it is mostly memory: XLA
     maps the step's scratch afresh on each call and the kernel zeroes it page by page, while
-    the scan's iterations share one allocation (the README's Speed section, point 9).
+    the scan's iterations share one allocation (docs/performance.md).
     """
     params, static = eqx.partition(model, eqx.is_array)
 

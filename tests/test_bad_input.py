@@ -1,4 +1,4 @@
-"""The README's bad-input table, row by row: each mistake is one line on stderr saying what is
+"""Bad input, one test per kind of mistake (the README lists the common ones): each is one line on stderr saying what is
 wrong and how to fix it, no traceback, and a non-zero exit."""
 
 import errno

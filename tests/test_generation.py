@@ -1,3 +1,5 @@
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,17 +31,35 @@ def test_same_seed_same_samples_and_batch_rows_differ():
     assert len(first) == 3 and len({tuple(row) for row in first}) == 3
 
 
+@contextlib.contextmanager
+def traces_of(name: str):
+    """The traces of functions named `name` while the block runs, from jax's own monitoring
+    events (one per trace, none for a call that reuses a compilation)."""
+    seen = []
+
+    def listener(event: str, duration: float, fun_name: str = "", **kwargs) -> None:
+        if event == "/jax/core/compile/jaxpr_trace_duration" and name in fun_name:
+            seen.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_one_compilation_per_shape():
     generate(MODEL, PROMPT, 7, key=jax.random.key(0), num_samples=2, top_k=5)
-    before = generation.trace_count
-    # Other prompts in the same bucket, other seeds, temperatures, top_p and top_k within
-    # the same candidate pool (5..8): no new trace.
-    for length, temperature, top_k, top_p in [(11, 0.5, 6, 0.8), (16, 1.0, 8, 1.0), (3, 1.5, 5, 0.1)]:
-        generate(MODEL, PROMPT[:1] * length, 7, key=jax.random.key(length), num_samples=2,
-                 temperature=temperature, top_k=top_k, top_p=top_p)
-    assert generation.trace_count == before
-    generate(MODEL, PROMPT, 8, key=jax.random.key(0), num_samples=2, top_k=5)  # a new max_new_tokens
-    assert generation.trace_count == before + 1
+    with traces_of("_generate") as same_shape:
+        # Other prompts in the same bucket, other seeds, temperatures, top_p and top_k within
+        # the same candidate pool (5..8): no new trace.
+        for length, temperature, top_k, top_p in [(11, 0.5, 6, 0.8), (16, 1.0, 8, 1.0), (3, 1.5, 5, 0.1)]:
+            generate(MODEL, PROMPT[:1] * length, 7, key=jax.random.key(length), num_samples=2,
+                     temperature=temperature, top_k=top_k, top_p=top_p)
+    assert same_shape == []
+    with traces_of("_generate") as new_shape:
+        generate(MODEL, PROMPT, 8, key=jax.random.key(0), num_samples=2, top_k=5)  # a new max_new_tokens
+    assert len(new_shape) == 1
 
 
 def test_top_k_one_and_tiny_top_p_are_greedy():

@@ -403,7 +403,7 @@ def test_remat_recomputes_layers_to_the_same_gradient(scan_layers):
 
 def test_remat_over_scanned_layers_keeps_less_for_the_backward_pass():
     # Scanned: the backward loop recomputes each layer when it reaches it. (Unrolled, XLA is
-    # free to run the recomputation early, and on a CPU the memory did not drop: README, Speed.)
+    # free to run the recomputation early, and on a CPU the memory did not drop: docs/performance.md.)
     config = GPTConfig(block_size=64, vocab_size=50, n_layer=4, n_head=2, n_embd=64)
     idx = jnp.zeros((8, 64), jnp.int32)
 

@@ -22,6 +22,14 @@ from helpers.training import init_state, make_step
 from model import GPTConfig
 
 config = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32)
+
+
+def device_bytes(tree) -> int:  # the bytes of the tree's arrays on the first device
+    device = jax.devices()[0]
+    return sum(shard.data.nbytes for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)
+               for shard in leaf.addressable_shards if shard.device == device)
+
+
 optimizer = make_optimizer(lr_schedule(1e-2, 2, 5, 1e-3, True), 0.1, 0.9, 0.95, 1.0)
 batches = np.random.default_rng(0).integers(0, 40, (5, 1, 16, 17)).astype(np.int32)
 result = {}
@@ -32,7 +40,7 @@ for spec in ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]:
     state = init_state(config, optimizer, seed=0)
     state = sharding.place(state, config, mesh)
     model, opt_state = state["model"], state["opt_state"]
-    before = sharding.device_bytes((model, opt_state))
+    before = device_bytes((model, opt_state))
     losses = []
     for batch in batches:
         x = jax.device_put(batch[..., :-1], sharding.batch_sharding(mesh))
@@ -40,7 +48,7 @@ for spec in ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]:
         model, opt_state, loss = make_step(model, opt_state, x, y, jax.random.key(0), optimizer)
         losses.append(float(loss))
     result[spec] = {"losses": losses, "bytes_before": before,
-                    "bytes_after": sharding.device_bytes((model, opt_state)),
+                    "bytes_after": device_bytes((model, opt_state)),
                     "wte": np.asarray(model.wte.weight).tolist()}
 json.dump(result, sys.stdout)
 """

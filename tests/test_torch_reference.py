@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from helpers.optim import lr_schedule, make_optimizer
-from helpers.torch_reference import adamw, from_jax, nanogpt_lr
+from helpers.torch_reference import adamw, from_jax
 from helpers.training import init_state, make_step
 from model import GPTConfig
+from torch_baby_run import nanogpt_lr
 
 
 @pytest.mark.parametrize("mlp", ["gelu", "swiglu"])

@@ -1,7 +1,7 @@
 """TinyStories in GPT-2's byte-pair encoding: train.bin, val.bin, meta.json.
 
     python data/tinystories/prepare.py                      # roneneldan/TinyStories, online
-    python data/tinystories/prepare.py --data_files ../shared/data/tinystories/sample.txt
+    python data/tinystories/prepare.py --data_files stories.txt   # a local copy of some stories
 
 Local files may be .txt (stories separated by <|endoftext|>), .json/.jsonl or .parquet (a
 "text" field). The hub dataset's own train/validation splits are used; local files are split
