@@ -8,13 +8,16 @@ stack of blocks, a final LayerNorm and a head that reuses the token embedding ma
 Three ways this differs from the PyTorch original (nanoGPT), each explained where it happens:
 - a model is an immutable PyTree: "changing" it (init, an optimizer update) builds a new one;
 - randomness is explicit: every function that needs it (init, dropout) takes a PRNG key;
-- the forward pass handles ONE sequence; the training step maps it over the batch (`over_batch`,
-  a `jax.vmap` that also folds the batch into every matmul).
+- the forward pass handles ONE sequence; the training step maps it over the batch with `jax.vmap`.
+
+This file is the plain math, and what runs on a GPU. Training on a CPU runs the same model
+through the CPU fast path (helpers/cpu_fast_path.py): it swaps a few of the pieces below for
+subclasses that compute the same values and gradients in a form XLA's CPU backend runs faster
+(the batch folded into each matmul, the norms' gradient written out, attention in blocks of
+queries), and tests check that each equals the piece it replaces.
 """
 
-import contextvars
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 
@@ -47,14 +50,11 @@ class GPTConfig:
     rope_theta: float = 10000.0  # the base of the rotary frequencies
     layers: tuple[str, ...] = ()  # per-layer overrides, e.g. ("conv", "mixer=attention,window=64"); () for none
     model: str = "gpt"  # the class that puts it all together: a name from MODELS (GPT, or a registered subclass)
-    # How the stack runs, not what it computes: True loops over the stacked blocks with
-    # lax.scan, so compile time stays flat as depth grows; False unrolls them into straight-line
-    # code, which XLA's CPU backend runs faster for shallow models (docs/performance.md).
+    # How the stack runs, not what it computes: scanned (one compiled layer, so compile time stays
+    # flat in depth) or unrolled; and what the backward pass keeps of each layer, a name from
+    # REMAT_POLICIES (anything but "none" trades compute for memory). docs/performance.md has
+    # which is faster where.
     scan_layers: bool = True
-    # Also how it runs: what the backward pass keeps of each layer's forward pass, a name from
-    # REMAT_POLICIES. Anything but "none" trades compute for memory, where the layers are
-    # scanned; unrolled, XLA is free to run the recomputation early, and on a CPU the memory
-    # did not drop (docs/performance.md).
     remat: str = "none"
 
     def __post_init__(self):
@@ -164,86 +164,6 @@ REMAT_POLICIES = {
 # The small pieces. Each holds its parameters as fields; calling it is a pure function.
 
 
-# Every weight matrix is applied through `project`. Written for one sequence, it is also what
-# makes training fast on a CPU: see `over_batch`.
-_FOLDING = contextvars.ContextVar("folding", default=False)
-
-
-def over_batch(fn: Callable) -> Callable:
-    """jax.vmap(fn) over a batch of sequences, in which every weight matrix multiplies the
-    whole batch at once, as one (B*T, in) matrix, instead of B (T, in) ones.
-
-    The result is the same; the gradient is what changes. A plain vmap leaves the weight
-    gradient as a contraction over two axes, B and T, which XLA's CPU backend computes by first
-    copying the activations' gradient into a transposed layout, a large share of a small
-    model's step (docs/performance.md). Folded, it is one ordinary matmul.
-
-    The folding is a custom batching rule (`_fold_rows` below), which JAX cannot
-    differentiate on its own. It is sound where this vmap is the innermost transformation
-    around the model, as in the training loss, and only switched on there: anywhere else
-    (jax.grad of one sequence, generation) `project` is a plain matmul. A second rule of the
-    same kind gives each sequence its own copy of the positions (`token_positions`).
-    """
-
-    def run(*args):
-        token = _FOLDING.set(True)
-        try:
-            return jax.vmap(fn)(*args)
-        finally:
-            _FOLDING.reset(token)
-
-    return run
-
-
-def project(x: Float[Array, "T in"], weight: Float[Array, "out in"]) -> Float[Array, "T out"]:
-    """x W^T: a weight matrix applied to every position, in PyTorch's (out, in) layout."""
-    return _fold_rows(x, weight) if _FOLDING.get() else x @ weight.T
-
-
-@jax.custom_batching.custom_vmap
-def _fold_rows(x: Float[Array, "T in"], weight: Float[Array, "out in"]) -> Float[Array, "T out"]:
-    return x @ weight.T
-
-
-@_fold_rows.def_vmap
-def _fold_rows_rule(
-    axis_size: int, in_batched: list[bool], x: Float[Array, "*B T in"], weight: Float[Array, "*B out in"]
-) -> tuple[Float[Array, "B T out"], bool]:
-    x_batched, weight_batched = in_batched
-    if weight_batched:  # a vmap over models, not only over sequences: the ordinary rule
-        return jax.vmap(lambda a, w: a @ w.T, in_axes=(0 if x_batched else None, 0))(x, weight), True
-    rows = x.reshape(-1, x.shape[-1]) @ weight.T  # (B, T, in) -> (B*T, in): a free reshape
-    return rows.reshape(*x.shape[:-1], weight.shape[0]), True
-
-
-def token_positions(idx: Int[Array, " T"], start: Int[Array, ""] | int) -> Int[Array, " T"]:
-    """The positions start, start + 1, ... of the tokens idx.
-
-    They are the same for every sequence, so a plain vmap looks their embeddings up once and
-    broadcasts them, and the position table's gradient becomes a sum over the batch. XLA's CPU
-    backend fuses that sum with the whole chain of residual-stream gradients that feeds it and
-    recomputes the chain inside the sum, far slower than computing it once. So inside `over_batch` every sequence gets its own copy of the positions: the
-    table's gradient is then a scatter-add, like the token table's, from the same gradient.
-    """
-    ids = start + jnp.arange(idx.shape[0])  # int32: no need for 64-bit integers (jax_enable_x64)
-    # idx goes along only because it is batched: vmap calls a custom rule only for a call
-    # that has a batched input, and the positions alone are not.
-    return _copy_per_sequence(ids, idx) if _FOLDING.get() else ids
-
-
-@jax.custom_batching.custom_vmap
-def _copy_per_sequence(ids: Int[Array, " T"], idx: Int[Array, " T"]) -> Int[Array, " T"]:
-    return ids
-
-
-@_copy_per_sequence.def_vmap
-def _copy_per_sequence_rule(
-    axis_size: int, in_batched: list[bool], ids: Int[Array, "*B T"], idx: Int[Array, "*B T"]
-) -> tuple[Int[Array, "B T"], bool]:
-    ids_batched, _ = in_batched
-    return (ids if ids_batched else jnp.broadcast_to(ids, (axis_size, *ids.shape))), True
-
-
 class Linear(eqx.Module):
     """y = x W^T + b on a whole (T, C) sequence at once: one matmul, not a vmap over positions.
 
@@ -259,7 +179,7 @@ class Linear(eqx.Module):
         self.bias = jnp.zeros((out_features,)) if bias else None
 
     def __call__(self, x: Float[Array, "T in"]) -> Float[Array, "T out"]:
-        y = project(x, self.weight)
+        y = x @ self.weight.T
         return y if self.bias is None else y + self.bias
 
 
@@ -274,51 +194,10 @@ class Embedding(eqx.Module):
     def __call__(self, idx: Int[Array, " T"]) -> Float[Array, "T dim"]:
         return self.weight[idx]
 
-
-# The norm's gradient is written out (as PyTorch's LayerNorm kernel has its own backward)
-# instead of left to autodiff. From autodiff's version, XLA's CPU backend fused each layer's
-# input gradient with those of all the layers above it and recomputed that whole chain in every
-# layer: work quadratic in depth. Given the backward below, XLA keeps
-# each layer's gradient to that layer.
-# jax.custom_vjp plays the part of a torch.autograd.Function: a forward that also returns what
-# the backward needs, and a backward from the output's gradient to the inputs'.
-# eps and center are settings, not arrays: nondiff_argnums passes them to the backward as is.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def normalize(x: Float[Array, "T C"], eps: float, center: bool) -> Float[Array, "T C"]:
-    """Each row divided by its root mean square, after its mean is subtracted if `center`: the
-    part LayerNorm and RMSNorm share, before their learned gain."""
-    return _normalize_with_std(x, eps, center)[0]
-
-
-def _normalize_with_std(
-    x: Float[Array, "T C"], eps: float, center: bool
-) -> tuple[Float[Array, "T C"], Float[Array, "T 1"]]:
-    if center:
-        x = x - x.mean(-1, keepdims=True)
-    std = jnp.sqrt(jnp.square(x).mean(-1, keepdims=True) + eps)
-    return x / std, std
-
-
-def _normalize_forward(
-    x: Float[Array, "T C"], eps: float, center: bool
-) -> tuple[Float[Array, "T C"], tuple[Float[Array, "T C"], Float[Array, "T 1"]]]:
-    y, std = _normalize_with_std(x, eps, center)
-    return y, (y, std)  # all the backward needs: the output and each row's std
-
-
-def _normalize_backward(
-    eps: float, center: bool, saved: tuple[Float[Array, "T C"], Float[Array, "T 1"]], grad: Float[Array, "T C"]
-) -> tuple[Float[Array, "T C"]]:
-    # y = x_c / std, with std = sqrt(mean(x_c^2) + eps), so dL/dx_c = (g - y mean(g y)) / std.
-    # Centering (x_c = x - mean(x)) then subtracts that gradient's mean, mean(g) / std (y has
-    # mean 0): the same as subtracting mean(g) from g first, as here.
-    y, std = saved
-    if center:
-        grad = grad - grad.mean(-1, keepdims=True)
-    return ((grad - y * (grad * y).mean(-1, keepdims=True)) / std,)
-
-
-normalize.defvjp(_normalize_forward, _normalize_backward)
+    def unembed(self, x: Float[Array, "T dim"]) -> Float[Array, "T num"]:
+        """The table read the other way: how well each vector matches every row (the output
+        head, when the token table is tied to it)."""
+        return x @ self.weight.T
 
 
 @NORMS.register("layernorm")
@@ -334,9 +213,14 @@ class LayerNorm(eqx.Module):
         self.bias = jnp.zeros((dim,)) if bias else None
         self.eps = eps
 
+    def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
+        """Each row minus its mean, divided by its standard deviation."""
+        x = x - x.mean(-1, keepdims=True)
+        return x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + self.eps)
+
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         # Normalising in bf16 loses too much precision, so statistics are taken in fp32.
-        y = normalize(x.astype(jnp.float32), self.eps, center=True) * self.weight
+        y = self.normalize(x.astype(jnp.float32)) * self.weight
         if self.bias is not None:
             y = y + self.bias
         return y.astype(x.dtype)
@@ -354,8 +238,12 @@ class RMSNorm(eqx.Module):
         self.weight = jnp.ones((dim,))
         self.eps = eps
 
+    def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
+        """Each row divided by its root mean square."""
+        return x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + self.eps)
+
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
-        return (normalize(x.astype(jnp.float32), self.eps, center=False) * self.weight).astype(x.dtype)
+        return (self.normalize(x.astype(jnp.float32)) * self.weight).astype(x.dtype)
 
 
 def rotate(x: Float[Array, "T H D"], positions: Int[Array, " T"], theta: float) -> Float[Array, "T H D"]:
@@ -414,45 +302,14 @@ def attend(
     return y.reshape(T, H, D), weights.reshape(H, T, -1)
 
 
-# Queries per block in training's attention on a CPU: blocks of this size keep each matmul large
-# while skipping most of the masked triangle (docs/performance.md has the measurements).
-QUERY_BLOCK = 128
-
-
 def attention_implementation(backend: str, dtype, head_size: int) -> str:
-    """Which kernel runs training's attention. jax.nn.dot_product_attention left to itself
-    picks XLA's version, which builds the whole T x T weight matrix, so the choice is made here:
-
-    - "cudnn": cuDNN's flash attention, which never builds that matrix; on a GPU, for the
-      16-bit inputs and head sizes (a multiple of 8, at most 128) it supports;
-    - "xla": jax's own version, on any other accelerator or input;
-    - "blocked": `attend` on blocks of queries, on a CPU (see `causal_attention`).
-    """
-    if backend == "cpu":
-        return "blocked"
+    """Which kernel runs attention over a whole sequence. jax.nn.dot_product_attention left to
+    itself picks XLA's version, which builds the whole T x T weight matrix, so the choice is
+    made here: cuDNN's flash attention, which never builds it, on a GPU for the 16-bit inputs
+    and head sizes (a multiple of 8, at most 128) it supports; XLA's everywhere else."""
     if backend == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_size % 8 == 0 and head_size <= 128:
         return "cudnn"
     return "xla"
-
-
-def causal_attention(
-    q: Float[Array, "T H D"], k: Float[Array, "T Hkv D"], v: Float[Array, "T Hkv D"], window: int, implementation: str
-) -> Float[Array, "T H D"]:
-    """Causal attention of a whole sequence, by the kernel `attention_implementation` chose;
-    every implementation computes the same thing."""
-    if implementation != "blocked":
-        local = (window - 1, 0) if window else None  # the key itself and window - 1 before it
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=local,
-                                            implementation=implementation)
-    # Queries s..e-1 may only see keys 0..e-1, so running the queries in blocks skips the
-    # masked upper triangle of the scores, which XLA's CPU version computes and throws away.
-    positions = jnp.arange(q.shape[0])
-    visible = causal_mask(positions, positions, window)
-    blocks = []
-    for start in range(0, len(positions), QUERY_BLOCK):
-        end = start + QUERY_BLOCK  # slices stop at T by themselves
-        blocks.append(attend(q[start:end], k[:end], v[:end], visible[start:end, :end])[0])
-    return jnp.concatenate(blocks)
 
 
 @MIXERS.register("attention")
@@ -466,9 +323,9 @@ class CausalSelfAttention(eqx.Module):
 
     c_attn: Linear  # queries for all heads, then keys and values, in one fused projection
     c_proj: Linear  # back to the residual stream; one of the two "residual projections"
-    resid_dropout: eqx.nn.Dropout
+    dropout: eqx.nn.Dropout
     n_head: int = eqx.field(static=True)
-    n_kv_head: int = eqx.field(static=True)
+    kv_heads: int = eqx.field(static=True)
     window: int = eqx.field(static=True)
     rope_theta: float | None = eqx.field(static=True)  # None: no rotary embedding
 
@@ -476,8 +333,8 @@ class CausalSelfAttention(eqx.Module):
         kv_width = 2 * config.kv_heads * config.head_size
         self.c_attn = Linear(config.n_embd, config.n_embd + kv_width, config.bias)
         self.c_proj = Linear(config.n_embd, config.n_embd, config.bias)
-        self.resid_dropout = eqx.nn.Dropout(config.dropout)
-        self.n_head, self.n_kv_head, self.window = config.n_head, config.kv_heads, spec["window"]
+        self.dropout = eqx.nn.Dropout(config.dropout)
+        self.n_head, self.kv_heads, self.window = config.n_head, config.kv_heads, spec["window"]
         self.rope_theta = config.rope_theta if config.position == "rope" else None
 
     def heads(
@@ -486,23 +343,28 @@ class CausalSelfAttention(eqx.Module):
         """Queries, keys and values, split into heads (rotated, with RoPE)."""
         T, C = x.shape
         D = C // self.n_head
-        q, k, v = jnp.split(self.c_attn(x), [C, C + self.n_kv_head * D], axis=-1)
+        q, k, v = jnp.split(self.c_attn(x), [C, C + self.kv_heads * D], axis=-1)
         q, k, v = q.reshape(T, self.n_head, D), k.reshape(T, -1, D), v.reshape(T, -1, D)
         if self.rope_theta is not None:
             q, k = rotate(q, positions, self.rope_theta), rotate(k, positions, self.rope_theta)
         return q, k, v
 
     @jax.named_scope("attn")
-    def __call__(
-        self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "T C"]:
-        positions = jnp.arange(x.shape[0])
-        q, k, v = self.heads(x, positions)
-        implementation = attention_implementation(jax.default_backend(), q.dtype, q.shape[-1])
-        y = causal_attention(q, k, v, self.window, implementation)
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
+        q, k, v = self.heads(x, jnp.arange(x.shape[0]))
+        y = self.causal_attention(q, k, v)
         # The fused kernel has no dropout on the attention weights, so (unlike nanoGPT) dropout
         # acts on the residual branches only, and both paths train the same model.
-        return self.resid_dropout(self.c_proj(y.reshape(x.shape)), key=key)
+        return self.dropout(self.c_proj(y.reshape(x.shape)), key=key)
+
+    def causal_attention(
+        self, q: Float[Array, "T H D"], k: Float[Array, "T Hkv D"], v: Float[Array, "T Hkv D"]
+    ) -> Float[Array, "T H D"]:
+        """What `attend` computes for a whole sequence, by jax's fused kernel."""
+        local = (self.window - 1, 0) if self.window else None  # the key itself and window - 1 before it
+        implementation = attention_implementation(jax.default_backend(), q.dtype, q.shape[-1])
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=local,
+                                            implementation=implementation)
 
     def weights(self, x: Float[Array, "T C"]) -> Float[Array, "H T T"]:
         """The attention probabilities, for looking at: row i of head h says how much position
@@ -553,14 +415,14 @@ class CausalConv(eqx.Module):
 
     kernel: Float[Array, "K C"]
     c_proj: Linear
-    resid_dropout: eqx.nn.Dropout
+    dropout: eqx.nn.Dropout
 
     kernel_size = 4  # how many positions (this one and those before it) each output mixes
 
     def __init__(self, config: GPTConfig, spec: dict):
         self.kernel = jnp.zeros((self.kernel_size, config.n_embd)).at[0].set(1.0)
         self.c_proj = Linear(config.n_embd, config.n_embd, config.bias)
-        self.resid_dropout = eqx.nn.Dropout(config.dropout)
+        self.dropout = eqx.nn.Dropout(config.dropout)
 
     def mix(self, padded: Float[Array, "P C"], T: int) -> Float[Array, "T C"]:
         """Output t from padded inputs t .. t + K - 1 (the input at t and the K - 1 before it)."""
@@ -569,7 +431,7 @@ class CausalConv(eqx.Module):
 
     def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
         padded = jnp.concatenate([jnp.zeros((self.kernel.shape[0] - 1, x.shape[1]), x.dtype), x])
-        return self.resid_dropout(self.c_proj(self.mix(padded, x.shape[0])), key=key)
+        return self.dropout(self.c_proj(self.mix(padded, x.shape[0])), key=key)
 
     @staticmethod
     def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32) -> ConvCache:
@@ -603,9 +465,7 @@ class GeluMLP(eqx.Module):
         self.dropout = eqx.nn.Dropout(config.dropout)
 
     @jax.named_scope("mlp")
-    def __call__(
-        self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "T C"]:
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
         h = jax.nn.gelu(self.c_fc(x), approximate=True)
         return self.dropout(self.c_proj(h), key=key)
 
@@ -632,9 +492,7 @@ class SwiGLU(eqx.Module):
         self.dropout = eqx.nn.Dropout(config.dropout)
 
     @jax.named_scope("mlp")
-    def __call__(
-        self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "T C"]:
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
         gate, up = jnp.split(self.c_fc(x), 2, axis=-1)
         return self.dropout(self.c_proj(jax.nn.silu(gate) * up), key=key)
 
@@ -658,9 +516,7 @@ class Block(eqx.Module):
         self.ln_2 = NORMS[config.norm](config.n_embd, config.bias)
         self.mlp = MLPS[spec["mlp"]](config, spec)
 
-    def __call__(
-        self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "T C"]:
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
         attn_key, mlp_key = jax.random.split(key) if key is not None else (None, None)
         x = x + self.attn(self.ln_1(x), key=attn_key)
         return x + self.mlp(self.ln_2(x), key=mlp_key)
@@ -686,9 +542,7 @@ class ParallelBlock(eqx.Module):
         self.attn = MIXERS[spec["mixer"]](config, spec)
         self.mlp = MLPS[spec["mlp"]](config, spec)
 
-    def __call__(
-        self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "T C"]:
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
         attn_key, mlp_key = jax.random.split(key) if key is not None else (None, None)
         h = self.ln_1(x)
         return x + self.attn(h, key=attn_key) + self.mlp(h, key=mlp_key)
@@ -715,7 +569,7 @@ class GPT(eqx.Module):
 
     wte: Embedding  # token embeddings; also the output head (weight tying)
     wpe: Embedding | None  # learned position embeddings (None with rope or no positions)
-    drop: eqx.nn.Dropout
+    dropout: eqx.nn.Dropout  # on the embeddings
     h: eqx.Module | tuple  # the blocks: stacked, or a tuple when layers differ
     ln_f: eqx.Module
     config: GPTConfig = eqx.field(static=True)
@@ -735,7 +589,7 @@ class GPT(eqx.Module):
             embed_key,
             config.n_layer,
         )
-        self.drop = eqx.nn.Dropout(config.dropout)
+        self.dropout = eqx.nn.Dropout(config.dropout)
         specs = config.layer_specs()
         keys = jax.random.split(blocks_key, config.n_layer)
         new_block = lambda spec, k: init_weights(BLOCKS[spec["block"]](config, spec), k, config.n_layer)  # noqa: E731
@@ -760,16 +614,14 @@ class GPT(eqx.Module):
     def embed(self, idx: Int[Array, " T"], pos: Int[Array, ""] | int) -> Float[Array, "T C"]:
         """Token embeddings, plus learned position embeddings for positions pos, pos + 1, ..."""
         x = self.wte(idx)
-        return x if self.wpe is None else x + self.wpe(token_positions(idx, pos))
+        return x if self.wpe is None else x + self.wpe(pos + jnp.arange(idx.shape[0]))
 
     def head(self, x: Float[Array, "T C"]) -> Float[Array, "T V"]:
         # The head is the token embedding matrix itself: one array, used twice, so an
         # optimizer update moves both uses together. Logits leave in fp32 for the softmax.
-        return project(self.ln_f(x), self.wte.weight).astype(jnp.float32)
+        return self.wte.unembed(self.ln_f(x)).astype(jnp.float32)
 
-    def __call__(
-        self, idx: Int[Array, " T"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, "T V"]:
+    def __call__(self, idx: Int[Array, " T"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T V"]:
         """Logits for every position. `key` drives dropout; leave it out in inference mode."""
         (T,) = idx.shape
         if T > self.config.block_size:
@@ -778,26 +630,34 @@ class GPT(eqx.Module):
         if key is not None:
             drop_key, blocks_key = jax.random.split(key)
             layer_keys = jax.random.split(blocks_key, self.config.n_layer)
-        x = self.drop(self.embed(idx, 0), key=drop_key)
-        run_block = lambda block, x, key: block(x, key=key)  # noqa: E731
+        x = self.dropout(self.embed(idx, 0), key=drop_key)
+        run_block = lambda block, x, key, i: block(x, key=key)  # noqa: E731
         if self.config.remat != "none":
             # filter_checkpoint is jax.checkpoint for a function of a Module: the block's
             # arrays are traced, its other fields (dropout's rate, names) stay static.
             run_block = eqx.filter_checkpoint(run_block, policy=REMAT_POLICIES[self.config.remat])
+        return self.head(self.run_layers(run_block, x, layer_keys))
+
+    def run_layers(self, step: Callable, carry, per_layer=None):
+        """carry = step(block, carry, per_layer[i], i) for each layer i in turn.
+
+        Stacked blocks run under jax.lax.scan, which slices every array per layer (unrolled into
+        straight-line code unless config.scan_layers); a tuple of blocks runs as a Python loop.
+        """
         if not self.stacked:
             for i, block in enumerate(self.h):
-                x = run_block(block, x, None if key is None else layer_keys[i])
-            return self.head(x)
-
+                carry = step(block, carry, None if per_layer is None else per_layer[i], i)
+            return carry
         # scan needs the arrays (sliced per layer) apart from the rest (shared by all layers).
         block_arrays, block_rest = eqx.partition(self.h, eqx.is_array)
 
-        def run_layer(x, layer):
-            arrays, layer_key = layer
-            return run_block(eqx.combine(arrays, block_rest), x, layer_key), None
+        def run_layer(carry, layer):
+            arrays, extra, i = layer
+            return step(eqx.combine(arrays, block_rest), carry, extra, i), None
 
-        x, _ = jax.lax.scan(run_layer, x, (block_arrays, layer_keys), unroll=not self.config.scan_layers)
-        return self.head(x)
+        layers = (block_arrays, per_layer, jnp.arange(self.config.n_layer))
+        carry, _ = jax.lax.scan(run_layer, carry, layers, unroll=not self.config.scan_layers)
+        return carry
 
     def empty_cache(self, dtype=jnp.float32):
         """The generation cache for this model, preallocated to block_size: one stacked cache
@@ -810,25 +670,17 @@ class GPT(eqx.Module):
         """Logits for T new tokens at positions pos..pos+T-1, given the cache of the earlier
         ones; returns the cache extended by them. Prefill is T = prompt length at pos = 0,
         each decoding step is T = 1. No dropout: generation runs in inference mode."""
-        x = self.embed(idx, pos)
-        if not self.stacked:
-            caches = []
-            for block, layer_cache in zip(self.h, cache):
-                x, layer_cache = block.decode(x, layer_cache, 0, pos)
-                caches.append(layer_cache)
-            return self.head(x), tuple(caches)
 
-        block_arrays, block_rest = eqx.partition(self.h, eqx.is_array)
-
-        def run_layer(carry, layer):
+        def run_block(block, carry, _, i):
             x, cache = carry
-            arrays, index = layer
-            return eqx.combine(arrays, block_rest).decode(x, cache, index, pos), None
+            if self.stacked:
+                # The whole cache rides along in the carry and layer i updates its slice in
+                # place; scanning over slices of it would copy every layer's cache per token.
+                return block.decode(x, cache, i, pos)
+            x, layer_cache = block.decode(x, cache[i], 0, pos)  # a cache of its own per layer
+            return x, cache[:i] + (layer_cache,) + cache[i + 1 :]
 
-        # The whole cache rides along in the carry and each layer updates its own slice in
-        # place; scanning over slices of it instead would copy every layer's cache per token.
-        layers = (block_arrays, jnp.arange(self.config.n_layer))
-        (x, cache), _ = jax.lax.scan(run_layer, (x, cache), layers)
+        x, cache = self.run_layers(run_block, (self.embed(idx, pos), cache))
         return self.head(x), cache
 
     def get_num_params(self, non_embedding: bool = True) -> int:

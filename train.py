@@ -13,10 +13,8 @@ training had never stopped. Ctrl-C stops after the steps under way and saves a c
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,18 +28,19 @@ import jax
 import numpy as np
 
 from configurator import configure, explicit_keys
-from helpers import archs, checkpoint, hf, plots, sharding
-from helpers.data import batch_rng, dataset_dir, get_batch, model_vocab_size, open_split, read_meta
+from helpers import archs, checkpoint, sharding
+from helpers.batches import Batches
+from helpers.data import dataset_dir, model_vocab_size, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.interrupt import StopRequest, stopped
 from helpers.lock import lock_out_dir
 from helpers.optim import optimizer_from_settings
+from helpers.run_log import RunLog
+from helpers.run_start import starting_state
 from helpers.tokenizer import tokenizer_fields
-from helpers.training import (
-    DTYPE_CHOICES, checkpoint_config, compute_dtype, eval_loss, init_state, make_steps, with_dropout,
-)
-from model import REMAT_POLICIES, RUN_FIELDS, GPTConfig
+from helpers.training import DTYPE_CHOICES, compute_dtype, eval_loss, make_steps
+from model import REMAT_POLICIES, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
 # I/O
@@ -106,12 +105,6 @@ seed = 1337  # seeds the model init, dropout and the order of batches
 peak_flops = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
 # -----------------------------------------------------------------------------------------------
 
-TRAIN_STREAM, VAL_STREAM = 0, 1  # batch_rng streams: train and val never share a batch
-# loss.png is redrawn at an evaluation at most this often (and always at the last one), so that
-# frequent evaluations do not spend their time drawing.
-PLOT_INTERVAL_S = 30.0
-
-
 def check_settings(settings: dict) -> None:
     """Mistakes that would otherwise surface as a shape error deep inside JAX."""
     for key in ("batch_size", "block_size", "gradient_accumulation_steps", "steps_per_call", "eval_iters",
@@ -132,35 +125,20 @@ def config_table(config: GPTConfig) -> str:
     return "\n".join(f"  {f.name:<12} {getattr(config, f.name)!r}" for f in dataclasses.fields(config))
 
 
-def append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def make_out_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
-def draw_losses(out: Path) -> None:
-    """out/loss.png from the log so far. A picture is not worth stopping a run for: a failed
-    write is reported and training goes on."""
-    try:
-        plots.plot_losses({out.resolve().name: plots.read_log(out)}, out / "loss.png")
-    except OSError as error:
-        print(f"warning: could not write {out / 'loss.png'}: {error}")
-
-
-def duration(seconds: float) -> str:
-    """1h02m, 3m20s or 45s: how long training has left, at the current pace (evaluations aside)."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def start_wandb(settings: dict):
-    """The wandb module, with a run started; a missing package is the user's one-line fix."""
-    try:
-        import wandb
-    except ImportError:
-        raise UserError("wandb_log=True needs the wandb package: pip install wandb (or drop --wandb_log)") from None
-    wandb.init(project=settings["wandb_project"], name=settings["wandb_run_name"], config=settings)
-    return wandb
+def stop_non_finite(what: str, iter_num: int, ckpt_path: Path):
+    """A NaN or infinity is never saved over a good checkpoint: stop and say where we are."""
+    last = (f"the last good checkpoint is {ckpt_path} (iteration {checkpoint.read_header(ckpt_path)['iter_num']})"
+            if ckpt_path.exists() else "no checkpoint was written")
+    raise UserError(f"{what} at iteration {iter_num}; {last}. Lower learning_rate, raise warmup_iters or "
+                    "clip harder and resume, or pass --skip_nonfinite to skip such updates")
 
 
 def start_processes(settings: dict) -> None:
@@ -188,130 +166,37 @@ def main():
     # Ctrl-C asks to stop after the steps under way (helpers/interrupt.py). A multi-process run
     # keeps Python's default: one process alone cannot leave the others' collectives.
     stop = StopRequest() if jax.process_count() == 1 else None
-    say = print if main_process else (lambda *args, **kwargs: None)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out / "ckpt.eqx", out / "log.jsonl"
+    out = make_out_dir(out_dir)
+    ckpt_path = out / "ckpt.eqx"
     lock = lock_out_dir(out) if main_process else None  # noqa: F841 (held until the process ends)
-    wandb = start_wandb(settings) if wandb_log and main_process else None
+    log = RunLog(out, settings, main_process)
 
     data_dir = dataset_dir(dataset)
     meta = read_meta(data_dir)
-    header, pretrained = None, None
-    if init_from == "resume":
-        header = checkpoint.read_header(ckpt_path)
-        # A resumed run keeps the checkpoint's architecture; dropout and how the layers run
-        # (RUN_FIELDS), like the rest of the settings, are this run's.
-        saved = checkpoint_config(header, ckpt_path)
-        config = dataclasses.replace(saved, **{k: settings[k] for k in RUN_FIELDS})
-        differ = [f"{k}={getattr(config, k)!r} (asked: {settings[k]!r})"
-                  for k in sorted(explicit_keys() & set(header["model_config"]))
-                  if settings[k] != getattr(config, k)]
-        if differ:
-            raise UserError(f"{ckpt_path} holds another architecture: {', '.join(differ)}; "
-                            "drop those flags to resume it, or train a new model in another --out_dir")
-        changed = [f"{k}={getattr(config, k)!r} (the checkpoint's: {getattr(saved, k)!r})"
-                   for k in RUN_FIELDS if getattr(config, k) != getattr(saved, k)]
-        if changed:
-            say(f"resuming with this run's {', '.join(changed)}")
-    elif init_from == "scratch":
-        config = archs.config_from_settings(settings, vocab_size=model_vocab_size(meta))
-    else:  # GPT-2 weights: a name from the local Hugging Face cache, or a directory
-        hf_dir = hf.resolve(init_from)
-        say(f"initialising from {hf_dir}")
-        pretrained = hf.load_gpt2(hf_dir, block_size=block_size, dropout=dropout,
-                                  scan_layers=scan_layers, remat=remat)
-        config = pretrained.config
+    optimizer, schedule = optimizer_from_settings(settings)
+    config, state, iter_num, best_val_loss = starting_state(settings, meta, optimizer, ckpt_path, explicit_keys(), log.say)
     if config.vocab_size not in (meta["vocab_size"], model_vocab_size(meta)):
         raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "
                         f"{meta['vocab_size']}: train on a dataset with the model's tokenizer")
-    train_tokens = open_split(data_dir, "train", config.block_size)
-    val_tokens = open_split(data_dir, "val", config.block_size)
-
-    optimizer, schedule = optimizer_from_settings(settings)
-    dtype_used = compute_dtype(dtype)
-
-    if header:
-        # filter_eval_shape builds the state's shapes without computing anything.
-        state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, seed))
-        # The file holds the dropout rate the model trained with (a float beside the arrays).
-        state["model"] = with_dropout(state["model"], config.dropout)
-        iter_num, best_val_loss = header["iter_num"], header["best_val_loss"]
-        say(f"resuming from {ckpt_path} at iteration {iter_num}")
-    else:
-        state = init_state(config, optimizer, seed, pretrained)
-        iter_num, best_val_loss = 0, math.inf
     state = sharding.place(state, config, device_mesh)
     model, opt_state = state["model"], state["opt_state"]
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
-    data_seed = int(state["data_seed"])
+    dtype_used = compute_dtype(dtype)
 
-    say("model:\n" + config_table(config))
-    say(f"computing in {jax.numpy.dtype(dtype_used).name} on {jax.device_count()} "
-        f"{jax.devices()[0].device_kind} device(s)")
     # The global batch: batch_size sequences per device on the data and fsdp axes.
     rows = batch_size * sharding.data_parallel_size(device_mesh)
     if rows % jax.process_count():
         raise UserError(f"{rows} sequences per batch do not split over {jax.process_count()} processes")
+    batches = Batches(data_dir, meta, config.block_size, rows, int(state["data_seed"]), device_mesh)
     n_params = model.get_num_params()
     tokens_per_iter = gradient_accumulation_steps * rows * config.block_size
     flops_per_iter = flops_per_token(config, n_params) * tokens_per_iter
     peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(dtype_used)
     peak *= jax.device_count()
-    say(f"{n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration "
-        f"over {jax.device_count()} device(s); MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
-
-    def draw(tokens, shape: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
-        """A global batch. Every process draws the same rows: the sampler is a pure function
-        of the step."""
-        x, y = get_batch(tokens, shape, config.block_size, rng)
-        if y.max() >= meta["vocab_size"]:  # JAX would silently clamp such an index
-            raise UserError(f"{data_dir} holds token id {y.max()}, but the vocabulary has {meta['vocab_size']} "
-                            "tokens: its meta.json does not match its .bin files; run prepare.py again")
-        return x, y
-
-    def place(a: np.ndarray) -> jax.Array:
-        """A global batch sharded over the mesh: each process hands its devices its own rows."""
-        mine = sharding.local_rows(a.shape[-2])
-        return jax.make_array_from_process_local_data(
-            sharding.batch_sharding(device_mesh, a.ndim), a[..., mine, :], a.shape)
-
-    def train_batches(first: int, count: int) -> tuple[jax.Array, jax.Array]:
-        """The batches of iterations first .. first + count - 1, stacked. Each comes from its
-        own iteration's generator, so steps_per_call never changes which batches a run sees."""
-        draws = [draw(train_tokens, (gradient_accumulation_steps, rows), batch_rng(data_seed, TRAIN_STREAM, first + i))
-                 for i in range(count)]
-        return place(np.stack([x for x, _ in draws])), place(np.stack([y for _, y in draws]))
-
-    def estimate_loss() -> dict:
-        losses = {}
-        for split, tokens, stream in (("train", train_tokens, TRAIN_STREAM), ("val", val_tokens, VAL_STREAM)):
-            # Streams 2 and 3: evaluation never draws the batches training will see.
-            x, y = draw(tokens, (eval_iters, rows), batch_rng(data_seed, 2 + stream, iter_num))
-            losses[split] = float(eval_loss(model, place(x), place(y), dtype_used))
-        return losses
-
-    last_drawn = -math.inf
-
-    def evaluate_and_save():
-        nonlocal best_val_loss, last_drawn
-        losses = estimate_loss()
-        say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        if main_process:
-            append_log(log_path, {"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
-            if iter_num == max_iters or time.perf_counter() - last_drawn >= PLOT_INTERVAL_S:
-                draw_losses(out)
-                last_drawn = time.perf_counter()
-        if wandb:
-            wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]}, step=iter_num)
-        if not all(math.isfinite(v) for v in losses.values()):
-            stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num)
-        improved = losses["val"] < best_val_loss
-        best_val_loss = min(best_val_loss, losses["val"])
-        if iter_num > 0 and (improved or always_save_checkpoint):
-            save(best=improved)
+    log.say("model:\n" + config_table(config))
+    log.say(f"computing in {jax.numpy.dtype(dtype_used).name} on {jax.device_count()} {jax.devices()[0].device_kind} "
+            f"device(s); {n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration; "
+            f"MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
 
     def save(best: bool):
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
@@ -323,43 +208,29 @@ def main():
             if best:
                 checkpoint.save(out / "best.eqx", header, full_state)
 
-    def stop_non_finite(what: str, iteration: int):
-        """A NaN or infinity is never saved over a good checkpoint: stop and say where we are."""
-        last = (f"the last good checkpoint is {ckpt_path} (iteration {checkpoint.read_header(ckpt_path)['iter_num']})"
-                if ckpt_path.exists() else "no checkpoint was written")
-        raise UserError(f"{what} at iteration {iteration}; {last}. Lower learning_rate, raise warmup_iters or "
-                        "clip harder and resume, or pass --skip_nonfinite to skip such updates")
+    def evaluate_and_save():
+        nonlocal best_val_loss
+        losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
+                  for split in ("train", "val")}
+        log.evaluation(iter_num, losses)
+        if not all(math.isfinite(v) for v in losses.values()):
+            stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num, ckpt_path)
+        improved = losses["val"] < best_val_loss
+        best_val_loss = min(best_val_loss, losses["val"])
+        if iter_num > 0 and (improved or always_save_checkpoint):
+            save(best=improved)
 
     if iter_num == 0 or eval_only:
         evaluate_and_save()
     if eval_only:
         return
-
-    def log_iteration(iteration: int, loss: float, seconds_per_iter: float) -> None:
-        if not math.isfinite(loss) and not skip_nonfinite:
-            stop_non_finite(f"the training loss is {loss}", iteration)
-        record = {
-            "iter": iteration, "loss": loss, "lr": float(schedule(iteration - 1)),
-            "ms_per_iter": 1000 * seconds_per_iter, "tokens_per_s": tokens_per_iter / seconds_per_iter,
-            "mfu": flops_per_iter / seconds_per_iter / peak,
-        }
-        say(f"iter {iteration}/{max_iters}: loss {loss:.4f}, lr {record['lr']:.2e}, "
-            f"{record['ms_per_iter']:.1f} ms/iter ({1 / seconds_per_iter:.1f} it/s), "
-            f"{record['tokens_per_s']:,.0f} tokens/s, MFU {record['mfu']:.1%}, "
-            f"ETA {duration((max_iters - iteration) * seconds_per_iter)}")
-        if main_process:
-            append_log(log_path, record)
-        if wandb:
-            wandb.log({"train/loss": loss, "lr": record["lr"], "tokens_per_s": record["tokens_per_s"],
-                       "mfu": record["mfu"], "ms_per_iter": record["ms_per_iter"]}, step=iteration)
-
-    last_log_time, last_log_iter = time.perf_counter(), iter_num
+    log.restart_clock(iter_num)
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a
         # call each: every other count would compile a loop of its own.
         before_pause = min(max_iters - iter_num, eval_interval - iter_num % eval_interval)
         count = steps_per_call if before_pause >= steps_per_call else 1
-        x, y = train_batches(iter_num, count)
+        x, y = batches.train(iter_num, count, gradient_accumulation_steps)
         model, opt_state, losses = make_steps(
             model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used)
         first, iter_num = iter_num, iter_num + count
@@ -367,15 +238,16 @@ def main():
         logged = [i for i in range(first + 1, iter_num + 1) if i % log_interval == 0 or i == max_iters]
         if logged:
             losses = np.asarray(losses)  # waits for the call; iterations logged from one call share its pace
-            now = time.perf_counter()
-            seconds_per_iter = (now - last_log_time) / (iter_num - last_log_iter)
-            last_log_time, last_log_iter = now, iter_num
+            seconds_per_iter = log.seconds_per_iter(iter_num)
             for i in logged:
-                log_iteration(i, float(losses[i - first - 1]), seconds_per_iter)
+                loss = float(losses[i - first - 1])
+                if not math.isfinite(loss) and not skip_nonfinite:
+                    stop_non_finite(f"the training loss is {loss}", i, ckpt_path)
+                log.iteration(i, loss, float(schedule(i - 1)), seconds_per_iter, tokens_per_iter,
+                              flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             evaluate_and_save()
-            # Evaluation time is not training time: the next rate counts from here.
-            last_log_time, last_log_iter = time.perf_counter(), iter_num
+            log.restart_clock(iter_num)  # evaluation time is not training time
         if stop and stop.requested:
             save(best=False)
             stopped(f"interrupted at iteration {iter_num}: saved {ckpt_path}; continue with --init_from=resume")

@@ -10,8 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 sys.path.insert(0, str(ROOT))
 # Every script the tests launch, and the tests themselves, share one JAX compilation cache for
-# the session: the same small shapes compile once, not once per launched training run.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax-cache-"))
+# the session: the same small shapes compile once, not once per launched training run. The
+# workers of one parallel run (pytest -n) share one too: xdist gives them the same run id.
+_run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_cache = Path(tempfile.gettempdir()) / f"jax-cache-{_run_id}" if _run_id else Path(tempfile.mkdtemp(prefix="jax-cache-"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_cache))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from helpers.data import write_char_dataset  # noqa: E402

@@ -36,3 +36,33 @@ def test_skip_nonfinite_leaves_parameters_alone_on_a_nan_gradient():
     np.testing.assert_array_equal(updates["w"], 0.0)
     updates, state = optimizer.update({"w": jnp.ones(3)}, state, params)
     assert np.all(np.asarray(updates["w"]) < 0)  # a finite gradient updates as usual
+
+
+def test_the_optimizer_decays_the_matrices_only_and_clips():
+    import equinox as eqx
+    import jax.numpy as jnp
+    import optax
+
+    from helpers.optim import make_optimizer
+
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16, bias=True), key=jax.random.key(0))
+    params = eqx.filter(model, eqx.is_array)
+    params = jax.tree.map(lambda p: p + 0.5, params)  # nonzero biases, so a decay would show
+    optimizer = make_optimizer(optax.constant_schedule(0.1), weight_decay=0.5, beta1=0.9, beta2=0.99, grad_clip=1.0)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = jax.jit(optimizer.update)(zeros, optimizer.init(params), params)
+    # With zero gradients only weight decay moves anything: the matrices, never biases or gains.
+    assert float(jnp.abs(updates.h.attn.c_attn.weight).min()) > 0 and float(jnp.abs(updates.wte.weight).min()) > 0
+    for leaf in (updates.h.attn.c_attn.bias, updates.h.ln_1.weight, updates.h.ln_1.bias, updates.ln_f.weight):
+        assert float(jnp.abs(leaf).max()) == 0.0
+    # Clipping: Adam's first step does not depend on the gradient's scale, its second does,
+    # unless both gradients were clipped to the same norm first.
+    grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
+    second_steps = []
+    for clip in (1.0, 0.0):
+        optimizer = make_optimizer(optax.constant_schedule(0.1), 0.0, 0.9, 0.99, grad_clip=clip)
+        update = jax.jit(optimizer.update)
+        _, state = update(jax.tree.map(lambda g: 10 * g, grads), optimizer.init(params), params)
+        second_steps.append(update(jax.tree.map(lambda g: 0.01 * g, grads), state, params)[0])
+    clipped, unclipped = (np.asarray(step.wte.weight) for step in second_steps)
+    assert not np.allclose(clipped, unclipped, rtol=1e-3)

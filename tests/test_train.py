@@ -49,7 +49,8 @@ def test_resume_is_exact(tmp_path, char_dataset):
               "--gradient_accumulation_steps=2"]
     train(straight, char_dataset, "--max_iters=6", *common)
     train(split, char_dataset, "--max_iters=3", *common)
-    train(split, char_dataset, "--max_iters=6", "--init_from=resume", *common)
+    # Another seed on resume changes nothing: the dropout key and the batch order come from the checkpoint.
+    train(split, char_dataset, "--max_iters=6", "--init_from=resume", "--seed=7", *common)
     straight_losses, _ = losses(straight)
     split_losses, _ = losses(split)
     assert sorted(split_losses) == list(range(1, 7))
@@ -119,12 +120,6 @@ def test_user_mistakes_are_one_line(tmp_path, char_dataset, arg, message):
 def test_missing_dataset_is_clear(tmp_path):
     result = train(tmp_path / "run", tmp_path / "nowhere", "--max_iters=1", check=False)
     assert result.returncode == 2 and "run the dataset's prepare.py" in result.stderr
-
-
-def test_the_eta_reads_as_hours_minutes_or_seconds():
-    from train import duration
-
-    assert [duration(s) for s in (45.9, 200, 3720)] == ["45s", "3m20s", "1h02m"]
 
 
 def test_resume_applies_this_runs_dropout(tmp_path, char_dataset):

@@ -1,0 +1,37 @@
+import json
+import math
+
+from helpers.run_log import RunLog, duration
+
+
+def test_the_eta_reads_as_hours_minutes_or_seconds():
+    assert [duration(s) for s in (45.9, 200, 3720)] == ["45s", "3m20s", "1h02m"]
+
+
+def test_only_the_main_process_prints_and_writes(tmp_path, capsys):
+    settings = {"max_iters": 10, "wandb_log": False}
+    for main_process in (True, False):
+        out = tmp_path / str(main_process)
+        out.mkdir()
+        log = RunLog(out, settings, main_process)
+        log.iteration(5, 2.5, 1e-3, 0.5, 1000, 0.25)
+        log.evaluation(10, {"train": 2.0, "val": 2.25})
+        printed = capsys.readouterr().out
+        records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()] if main_process else []
+        if main_process:
+            assert "iter 5/10: loss 2.5000, lr 1.00e-03, 500.0 ms/iter (2.0 it/s), 2,000 tokens/s, MFU 25.0%, ETA 2s" in printed
+            assert "step 10: train loss 2.0000, val loss 2.2500" in printed
+            assert records[0] == {"iter": 5, "loss": 2.5, "lr": 1e-3, "ms_per_iter": 500.0, "tokens_per_s": 2000.0,
+                                  "mfu": 0.25}
+            assert records[1] == {"iter": 10, "train_loss": 2.0, "val_loss": 2.25}
+            assert (out / "loss.png").exists()  # the last evaluation always draws
+        else:
+            assert printed == "" and list(out.iterdir()) == []
+
+
+def test_the_pace_counts_from_the_last_restart(monkeypatch):
+    clock = iter([100.0, 100.0, 130.0, 150.0])
+    monkeypatch.setattr("helpers.run_log.time.perf_counter", lambda: next(clock))
+    log = RunLog(None, {"max_iters": 10, "wandb_log": False}, main_process=False)  # the clock reads 100 (twice)
+    log.restart_clock(4)  # 130: an evaluation ended at iteration 4
+    assert math.isclose(log.seconds_per_iter(9), 20.0 / 5)  # 150
