@@ -71,8 +71,10 @@ def model_config(settings: dict):
     from helpers import archs
 
     config = archs.config_from_settings(settings, dropout=0.0)
-    gpt2_style = (config.norm, config.position, config.mixer, config.block, config.layers) == (
-        "layernorm", "learned", "attention", "sequential", ()) and config.kv_heads == config.n_head
+    gpt2_style = (config.norm, config.position, config.mixer, config.block, config.layers, config.qk_norm,
+                  config.softcap, config.tie_head) == (
+        "layernorm", "learned", "attention", "sequential", (), False, 0.0, True) and config.kv_heads == config.n_head \
+        and config.mlp in ("gelu", "swiglu")
     if compare and not gpt2_style:
         raise UserError(f"--compare times a GPT-2-style model in PyTorch; arch {arch!r} is not one")
     return config, batch_size or BATCH_SIZES.get(arch, 8)

@@ -48,6 +48,10 @@ class GPTConfig:
     window: int = 0  # attend to at most this many latest positions (sliding window); 0: all
     multiple_of: int = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
     rope_theta: float = 10000.0  # the base of the rotary frequencies
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before their dot product
+    softcap: float = 0.0  # logits squashed into (-softcap, softcap) by a tanh; 0: off
+    tie_head: bool = True  # the output head is the token embedding matrix (GPT-2); False: a matrix of its own
+    zero_init_residual: bool = False  # the residual projections (c_proj) start at zero: each block starts as the identity
     layers: tuple[str, ...] = ()  # per-layer overrides, e.g. ("conv", "mixer=attention,window=64"); () for none
     model: str = "gpt"  # the class that puts it all together: a name from MODELS (GPT, or a registered subclass)
     # How the stack runs, not what it computes: scanned (one compiled layer, so compile time stays
@@ -71,6 +75,8 @@ class GPTConfig:
             )
         if self.n_kv_head < 0 or self.n_head % self.kv_heads:
             raise ValueError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (0 means n_head)")
+        if self.softcap < 0:
+            raise ValueError(f"softcap must be positive (or 0 for none), got {self.softcap!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.position not in POSITIONS:
@@ -226,6 +232,11 @@ class LayerNorm(eqx.Module):
         return y.astype(x.dtype)
 
 
+def rms_normalize(x: Float[Array, "*N C"], eps: float = 1e-5) -> Float[Array, "*N C"]:
+    """Each vector along the last axis divided by its root mean square."""
+    return x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + eps)
+
+
 @NORMS.register("rmsnorm")
 class RMSNorm(eqx.Module):
     """LLaMA's norm: scale by the root mean square only (no mean, no bias), in fp32."""
@@ -239,8 +250,7 @@ class RMSNorm(eqx.Module):
         self.eps = eps
 
     def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
-        """Each row divided by its root mean square."""
-        return x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + self.eps)
+        return rms_normalize(x, self.eps)
 
     def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         return (self.normalize(x.astype(jnp.float32)) * self.weight).astype(x.dtype)
@@ -328,6 +338,7 @@ class CausalSelfAttention(eqx.Module):
     kv_heads: int = eqx.field(static=True)
     window: int = eqx.field(static=True)
     rope_theta: float | None = eqx.field(static=True)  # None: no rotary embedding
+    qk_norm: bool = eqx.field(static=True)
 
     def __init__(self, config: GPTConfig, spec: dict):
         kv_width = 2 * config.kv_heads * config.head_size
@@ -336,15 +347,20 @@ class CausalSelfAttention(eqx.Module):
         self.dropout = eqx.nn.Dropout(config.dropout)
         self.n_head, self.kv_heads, self.window = config.n_head, config.kv_heads, spec["window"]
         self.rope_theta = config.rope_theta if config.position == "rope" else None
+        self.qk_norm = config.qk_norm
 
     def heads(
         self, x: Float[Array, "T C"], positions: Int[Array, " T"]
     ) -> tuple[Float[Array, "T H D"], Float[Array, "T Hkv D"], Float[Array, "T Hkv D"]]:
-        """Queries, keys and values, split into heads (rotated, with RoPE)."""
+        """Queries, keys and values, split into heads (normalised with QK-norm, rotated with RoPE)."""
         T, C = x.shape
         D = C // self.n_head
         q, k, v = jnp.split(self.c_attn(x), [C, C + self.kv_heads * D], axis=-1)
         q, k, v = q.reshape(T, self.n_head, D), k.reshape(T, -1, D), v.reshape(T, -1, D)
+        if self.qk_norm:
+            # Unit-RMS queries and keys bound every score, whatever the weights grow to: the
+            # softmax cannot saturate, so higher learning rates stay stable. In fp32, as the norms.
+            q, k = (rms_normalize(a.astype(jnp.float32)).astype(a.dtype) for a in (q, k))
         if self.rope_theta is not None:
             q, k = rotate(q, positions, self.rope_theta), rotate(k, positions, self.rope_theta)
         return q, k, v
@@ -464,10 +480,21 @@ class GeluMLP(eqx.Module):
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, config.bias)
         self.dropout = eqx.nn.Dropout(config.dropout)
 
+    def activation(self, h: Float[Array, "T H"]) -> Float[Array, "T H"]:
+        return jax.nn.gelu(h, approximate=True)
+
     @jax.named_scope("mlp")
     def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
-        h = jax.nn.gelu(self.c_fc(x), approximate=True)
-        return self.dropout(self.c_proj(h), key=key)
+        return self.dropout(self.c_proj(self.activation(self.c_fc(x))), key=key)
+
+
+@MLPS.register("relu2")
+class ReluSquaredMLP(GeluMLP):
+    """The speedrun's MLP (modded-nanogpt, nanochat): GELU's shape with relu(x)^2, cheaper
+    to compute and sparser."""
+
+    def activation(self, h: Float[Array, "T H"]) -> Float[Array, "T H"]:
+        return jnp.square(jax.nn.relu(h))
 
 
 def swiglu_hidden(n_embd: int, multiple_of: int = 1) -> int:
@@ -567,11 +594,12 @@ class GPT(eqx.Module):
     heterogeneous stack (config.layers) is a tuple of blocks, run one after another.
     """
 
-    wte: Embedding  # token embeddings; also the output head (weight tying)
+    wte: Embedding  # token embeddings; also the output head (weight tying), unless lm_head
     wpe: Embedding | None  # learned position embeddings (None with rope or no positions)
     dropout: eqx.nn.Dropout  # on the embeddings
     h: eqx.Module | tuple  # the blocks: stacked, or a tuple when layers differ
     ln_f: eqx.Module
+    lm_head: Linear | None  # the output head when it is not tied to wte
     config: GPTConfig = eqx.field(static=True)
 
     def __init__(self, config: GPTConfig, *, key: PRNGKeyArray):
@@ -584,15 +612,16 @@ class GPT(eqx.Module):
         embed_key, blocks_key = jax.random.split(key)
         self.config = config
         learned = config.position == "learned"
-        self.wte, self.wpe = init_weights(
-            (Embedding(config.vocab_size, config.n_embd), Embedding(config.block_size, config.n_embd) if learned else None),
+        self.wte, self.wpe, self.lm_head = init_weights(
+            (Embedding(config.vocab_size, config.n_embd), Embedding(config.block_size, config.n_embd) if learned else None,
+             None if config.tie_head else Linear(config.n_embd, config.vocab_size, bias=False)),
             embed_key,
-            config.n_layer,
+            config,
         )
         self.dropout = eqx.nn.Dropout(config.dropout)
         specs = config.layer_specs()
         keys = jax.random.split(blocks_key, config.n_layer)
-        new_block = lambda spec, k: init_weights(BLOCKS[spec["block"]](config, spec), k, config.n_layer)  # noqa: E731
+        new_block = lambda spec, k: init_weights(BLOCKS[spec["block"]](config, spec), k, config)  # noqa: E731
         if all(spec == specs[0] for spec in specs):
             # filter_vmap over one key per layer builds n_layer blocks, each initialised from
             # its own key, and returns them stacked along a new leading axis.
@@ -617,9 +646,15 @@ class GPT(eqx.Module):
         return x if self.wpe is None else x + self.wpe(pos + jnp.arange(idx.shape[0]))
 
     def head(self, x: Float[Array, "T C"]) -> Float[Array, "T V"]:
-        # The head is the token embedding matrix itself: one array, used twice, so an
-        # optimizer update moves both uses together. Logits leave in fp32 for the softmax.
-        return self.wte.unembed(self.ln_f(x)).astype(jnp.float32)
+        # Tied (GPT-2), the head is the token embedding matrix itself: one array, used twice, so
+        # an optimizer update moves both uses together. Logits leave in fp32 for the softmax.
+        x = self.ln_f(x)
+        logits = (self.wte.unembed(x) if self.lm_head is None else self.lm_head(x)).astype(jnp.float32)
+        if self.config.softcap:
+            # Soft-capping: near-linear for small logits, bounded for large ones, so no logit can
+            # run away and make the loss overconfident (Gemma 2, the speedrun).
+            logits = self.config.softcap * jnp.tanh(logits / self.config.softcap)
+        return logits
 
     def __call__(self, idx: Int[Array, " T"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T V"]:
         """Logits for every position. `key` drives dropout; leave it out in inference mode."""
@@ -685,24 +720,25 @@ class GPT(eqx.Module):
 
     def get_num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counted once each. With non_embedding=True the position embeddings are
-        left out (nanoGPT's convention); token embeddings stay, as they are the head too."""
+        left out (nanoGPT's convention); token embeddings stay (tied, they are the head too)."""
         # Shapes are enough, so this also counts a model made by eqx.filter_eval_shape,
         # which allocates nothing (handy for sizing gpt2-xl).
         n = sum(x.size for x in jax.tree.leaves(self) if isinstance(x, (jax.Array, jax.ShapeDtypeStruct)))
         return n - self.wpe.weight.size if non_embedding and self.wpe is not None else n
 
 
-def init_weights(module, key: PRNGKeyArray, n_layer: int):
+def init_weights(module, key: PRNGKeyArray, config: GPTConfig):
     """GPT-2's init, as a function that returns a new module (a PyTree cannot be changed).
 
     Every Linear and Embedding weight is drawn from N(0, 0.02), except the residual
     projections (`c_proj`, whose outputs are added to the residual stream once per layer per
     branch), drawn from N(0, 0.02 / sqrt(2 * n_layer)) so the stream's variance does not grow
-    with depth. Biases stay zero and LayerNorm weights one, as constructed.
+    with depth, or zero with config.zero_init_residual. Biases stay zero and LayerNorm weights
+    one, as constructed.
     """
 
     paths = [jax.tree_util.keystr(path) for path, _ in _weighted_layers(module)]
-    residual_std = 0.02 / math.sqrt(2 * n_layer)
+    residual_std = 0.0 if config.zero_init_residual else 0.02 / math.sqrt(2 * config.n_layer)
     drawn = [
         (residual_std if path.endswith("c_proj") else 0.02)
         * jax.random.normal(k, w.shape, w.dtype)

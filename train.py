@@ -15,8 +15,13 @@ import dataclasses
 import hashlib
 import math
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
+
+# What --target_loss's time counts from: the process's start, compilation and evaluations
+# included. Kept in the environment, which survives tune_cpu_runtime's restart of the process.
+STARTED = float(os.environ.setdefault("NANOJAXGPT_STARTED", str(time.time())))
 
 from helpers.cpu_runtime import tune_cpu_runtime
 
@@ -35,7 +40,7 @@ from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.interrupt import StopRequest, stopped
 from helpers.lock import lock_out_dir
-from helpers.optim import optimizer_from_settings
+from helpers.optim import OPTIMIZERS, optimizer_from_settings
 from helpers.run_log import RunLog
 from helpers.run_start import starting_state
 from helpers.tokenizer import tokenizer_fields
@@ -49,6 +54,7 @@ eval_interval = 500  # evaluate every this many iterations (and at the last one)
 log_interval = 50  # print a log line every this many iterations
 eval_iters = 20  # batches per split in each evaluation
 eval_only = False  # evaluate once, then exit
+target_loss = 0.0  # stop at the first evaluation whose val loss is at or below this, and say when; 0.0: off
 always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
 init_from = "scratch"  # scratch: a new model; resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory: finetune
 # wandb logging (the API key comes from the environment, WANDB_API_KEY, never from here)
@@ -71,20 +77,27 @@ n_embd = 128  # width of the residual stream
 dropout = 0.0  # dropout probability; 0.0 for pretraining, 0.1+ for finetuning
 bias = False  # biases in Linear layers and norms
 mixer = "attention"  # how positions exchange information: attention or conv
-mlp = "swiglu"  # feed-forward layer: swiglu or gelu
+mlp = "swiglu"  # feed-forward layer: swiglu, gelu or relu2 (ReLU squared)
 norm = "layernorm"  # layernorm or rmsnorm
 position = "learned"  # position information: learned, rope or none
 block = "sequential"  # sequential (pre-norm) or parallel (GPT-J)
 window = 0  # sliding-window attention over this many latest positions; 0 = all
 multiple_of = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
 rope_theta = 10000.0  # base of the rotary frequencies
+qk_norm = False  # RMS-normalise queries and keys before attention (QK-norm)
+softcap = 0.0  # soft-cap the logits at this value with a tanh; 0.0: off
+tie_head = True  # the output head shares the token embedding matrix (GPT-2); False: its own matrix
+zero_init_residual = False  # start the residual projections (c_proj) at zero
 layers = ()  # per-layer overrides, one per layer, e.g. '("attention", "conv")' or "mixer=conv,mlp=gelu"
 scan_layers = False  # scan over the stacked blocks (compile time flat in depth); False unrolls them, faster on CPU for shallow models
 remat = "none"  # gradient checkpointing: none, dots (recompute all but matmuls) or full (recompute each layer)
-# AdamW optimizer
-learning_rate = 1e-3  # peak learning rate
+# optimizer
+optimizer = "adamw"  # adamw (nanoGPT's), or muon: Muon on the blocks' matrices, AdamW on the rest
+learning_rate = 1e-3  # peak learning rate (with muon: of the AdamW side)
+muon_learning_rate = 0.02  # with muon: peak learning rate of the Muon side
+muon_momentum = 0.95  # with muon: Muon's momentum
 max_iters = 2500  # optimizer steps in total
-weight_decay = 1e-1  # AdamW weight decay, on weight matrices and embeddings only
+weight_decay = 1e-1  # weight decay, on weight matrices (and with adamw, embeddings) only
 beta1 = 0.9  # AdamW beta1
 beta2 = 0.99  # AdamW beta2
 grad_clip = 1.0  # clip gradients to this global norm; 0.0 turns clipping off
@@ -115,6 +128,8 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"max_iters must be >= 0, got {settings['max_iters']}")
     if settings["learning_rate"] <= 0:
         raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
+    if settings["optimizer"] not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings['optimizer']!r}")
     if settings["dtype"] not in DTYPE_CHOICES:
         raise UserError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings['dtype']!r}")
     if settings["remat"] not in REMAT_POLICIES:  # checked here too: resume and GPT-2 weights build no config from the settings
@@ -219,9 +234,15 @@ def main():
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and (improved or always_save_checkpoint):
             save(best=improved)
+        return target_loss > 0 and losses["val"] <= target_loss
 
-    if iter_num == 0 or eval_only:
-        evaluate_and_save()
+    def reached_target() -> None:
+        seconds = time.time() - STARTED
+        log.say(f"reached val loss {best_val_loss:.4f} <= {target_loss} at iteration {iter_num} in {seconds:.1f} s")
+        log.record({"iter": iter_num, "target_loss": target_loss, "reached_s": seconds})
+
+    if (iter_num == 0 or eval_only) and evaluate_and_save() and not eval_only:
+        return reached_target()
     if eval_only:
         return
     log.restart_clock(iter_num)
@@ -246,7 +267,8 @@ def main():
                 log.iteration(i, loss, float(schedule(i - 1)), seconds_per_iter, tokens_per_iter,
                               flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
-            evaluate_and_save()
+            if evaluate_and_save():
+                return reached_target()
             log.restart_clock(iter_num)  # evaluation time is not training time
         if stop and stop.requested:
             save(best=False)

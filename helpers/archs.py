@@ -152,3 +152,11 @@ def tinystories_110m() -> dict:
 def tiny() -> dict:
     """A model for tests: 2 layers, 32 wide, context 32, a 65-character vocabulary."""
     return dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=65, bias=False)
+
+
+@ARCHS.register("modern")
+def modern() -> dict:
+    """GPT-2 small's size with today's recipe: RoPE, RMSNorm, ReLU² MLP, QK-norm, untied head,
+    logits soft-capped at 15, residual projections starting at zero, no biases."""
+    return gpt2() | dict(bias=False, mlp="relu2", norm="rmsnorm", position="rope", qk_norm=True, softcap=15.0,
+                         tie_head=False, zero_init_residual=True)

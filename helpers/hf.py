@@ -190,7 +190,8 @@ def save_gpt2(model: GPT, out_dir: Path, vocab_size: int | None = None) -> None:
 
     config = model.config
     gpt2_choices = {"mlp": "gelu", "norm": "layernorm", "position": "learned", "block": "sequential",
-                    "mixer": "attention", "window": 0, "layers": ()}
+                    "mixer": "attention", "window": 0, "layers": (), "qk_norm": False, "softcap": 0.0,
+                    "tie_head": True}
     differ = [f"{k}={getattr(config, k)!r}" for k, v in gpt2_choices.items() if getattr(config, k) != v]
     if config.kv_heads != config.n_head:
         differ.append(f"n_kv_head={config.n_kv_head}")

@@ -11,12 +11,12 @@ from model import GPT, GPTConfig, swiglu_hidden
 
 
 def closed_form_params(c: GPTConfig) -> int:
-    """The parameter count a config implies, written out by hand (head tied to wte)."""
+    """The parameter count a config implies, written out by hand."""
     C, kv = c.n_embd, c.kv_heads * c.head_size
     b = int(c.bias)
     norm = C + (b * C if c.norm == "layernorm" else 0)
     attention = C * (C + 2 * kv) + b * (C + 2 * kv) + C * C + b * C
-    if c.mlp == "gelu":
+    if c.mlp in ("gelu", "relu2"):
         mlp = 2 * 4 * C * C + b * (4 * C + C)
     else:
         hidden = swiglu_hidden(C, c.multiple_of)
@@ -24,7 +24,8 @@ def closed_form_params(c: GPTConfig) -> int:
     norms_per_block = 2 if c.block == "sequential" else 1
     block = attention + mlp + norms_per_block * norm
     positions = c.block_size * C if c.position == "learned" else 0
-    return c.vocab_size * C + positions + c.n_layer * block + norm
+    head = 0 if c.tie_head else c.vocab_size * C
+    return c.vocab_size * C + positions + c.n_layer * block + norm + head
 
 
 @pytest.mark.parametrize("name", archs.ARCHS)

@@ -49,7 +49,7 @@ TRAIN_ROWS = [
     ("meta.json missing", ["no meta.json"], [], "meta.json is missing"),
     ("n_embd not divisible by n_head", [], ["--n_embd=33"], "n_embd=33 is not divisible by n_head=2"),
     ("batch_size <= 0", [], ["--batch_size=0"], "batch_size must be positive"),
-    ("unknown component", [], ["--mlp=relu"], "unknown mlp 'relu'; valid names: gelu, swiglu"),
+    ("unknown component", [], ["--mlp=relu"], "unknown mlp 'relu'; valid names: gelu, relu2, swiglu"),
 ]
 
 

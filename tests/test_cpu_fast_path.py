@@ -34,9 +34,10 @@ def assert_trees_close(a, b, **tolerance):
 
 @pytest.mark.parametrize("extra", [
     {},
-    {"scan_layers": False, "norm": "rmsnorm", "position": "rope", "n_kv_head": 1},
+    {"scan_layers": False, "norm": "rmsnorm", "position": "rope", "n_kv_head": 1, "mlp": "relu2", "qk_norm": True,
+     "softcap": 5.0, "tie_head": False},
     {"layers": ("conv", "attention", "mixer=attention,window=3"), "block": "parallel", "bias": False},
-], ids=["gpt2-like", "unrolled-llama-like", "mixed-stack"])
+], ids=["gpt2-like", "unrolled-modern", "mixed-stack"])
 def test_the_fast_path_gives_the_plain_models_logits_and_gradients(extra):
     params, static = eqx.partition(GPT(dataclasses.replace(SMALL, **extra), key=jax.random.key(5)), eqx.is_array)
     value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=(1, 2))

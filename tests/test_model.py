@@ -115,7 +115,7 @@ def test_dropout_is_deterministic_given_a_key_and_off_in_inference():
         ({"n_embd": 30, "n_head": 4}, "n_embd=30 is not divisible by n_head=4"),
         ({"dropout": 1.0}, "dropout must be in"),
         ({"n_layer": 0}, "n_layer must be a positive integer"),
-        ({"mlp": "relu"}, "valid names: gelu, swiglu"),
+        ({"mlp": "relu"}, "valid names: gelu, relu2, swiglu"),
         ({"remat": "some"}, "unknown remat 'some'; valid names: none, dots, full"),
     ],
 )
@@ -140,6 +140,9 @@ VARIANTS = {
     "parallel": dict(block="parallel"),
     "conv": dict(mixer="conv"),
     "hybrid": dict(layers=("attention", "conv", "mixer=attention,window=4,mlp=gelu")),
+    "relu2": dict(mlp="relu2"),
+    "qk-norm": dict(qk_norm=True, position="rope"),
+    "softcap-untied": dict(softcap=3.0, tie_head=False),
 }
 
 
@@ -171,6 +174,42 @@ def test_decode_with_a_cache_equals_the_full_forward(name):
         logits, cache = model.decode(idx[pos:pos + 1], cache, jnp.int32(pos))
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps), model(idx), atol=1e-5)
+
+
+def test_the_speedrun_components_do_what_they_say():
+    idx = jax.random.randint(jax.random.key(1), (24,), 0, 50)
+    # QK-norm: every query and key of every head has unit root mean square.
+    attn = variant("qk-norm").blocks()[0].attn
+    q, k, _ = attn.heads(jax.random.normal(jax.random.key(2), (24, 32)) * 7.0, jnp.arange(24))
+    np.testing.assert_allclose(jnp.sqrt(jnp.square(q).mean(-1)), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(jnp.sqrt(jnp.square(k).mean(-1)), 1.0, rtol=1e-3)
+    # Soft-capping: cap * tanh(raw / cap) of the head's own logits, so never beyond the cap.
+    model = variant("softcap-untied")
+    model = eqx.tree_at(lambda m: m.lm_head.weight, model, model.lm_head.weight * 100)  # raw logits far past 3
+    raw = model.lm_head(model.ln_f(model.embed(idx, 0)))  # the head on the embeddings: the raw logits' scale
+    assert float(jnp.abs(raw).max()) > 30
+    logits = model(idx)
+    assert 2.9 < float(jnp.abs(logits).max()) <= 3.0
+    # An untied head is a matrix of its own: its gradient is not the token embedding's.
+    grads = eqx.filter_grad(lambda m: m(idx)[:, 0].sum())(model)
+    assert model.lm_head.weight.shape == model.wte.weight.shape and float(jnp.abs(grads.lm_head.weight).max()) > 0
+    assert variant("gpt2").lm_head is None
+    # ReLU squared: the activation is relu(h)^2.
+    mlp = variant("relu2").blocks()[0].mlp
+    h = jnp.linspace(-2, 2, 5)
+    np.testing.assert_allclose(mlp.activation(h), [0, 0, 0, 1, 4])
+
+
+def test_zero_initialised_residual_projections_start_every_block_as_the_identity():
+    model = variant("gpt2", zero_init_residual=True)
+    for block in model.blocks():
+        assert float(jnp.abs(block.attn.c_proj.weight).max()) == 0.0 and float(jnp.abs(block.mlp.c_proj.weight).max()) == 0.0
+        assert abs(float(block.attn.c_attn.weight.std()) - 0.02) < 0.002  # the rest as GPT-2 draws them
+    idx = jax.random.randint(jax.random.key(1), (24,), 0, 50)
+    np.testing.assert_allclose(model(idx), model.head(model.embed(idx, 0)), atol=1e-6)
+    # ... and they learn: their gradient is not zero.
+    grads = eqx.filter_grad(lambda m: m(idx).sum())(model)
+    assert float(jnp.abs(grads.h.mlp.c_proj.weight).max()) > 0
 
 
 def test_a_window_limits_how_far_back_a_position_sees():

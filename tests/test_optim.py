@@ -1,5 +1,6 @@
 import jax
 import numpy as np
+import pytest
 
 from helpers.optim import decay_mask, lr_schedule
 from model import GPT, GPTConfig
@@ -66,3 +67,35 @@ def test_the_optimizer_decays_the_matrices_only_and_clips():
         second_steps.append(update(jax.tree.map(lambda g: 0.01 * g, grads), state, params)[0])
     clipped, unclipped = (np.asarray(step.wte.weight) for step in second_steps)
     assert not np.allclose(clipped, unclipped, rtol=1e-3)
+
+
+@pytest.mark.parametrize("layers", [(), ("attention", "conv")], ids=["stacked", "mixed"])
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(layers):
+    import equinox as eqx
+    import jax.numpy as jnp
+    import optax
+
+    from helpers.optim import LINEAR_MATRIX, make_optimizer, muon_dimensions
+
+    config = GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16, bias=True, tie_head=False,
+                       layers=layers)
+    params = eqx.filter(GPT(config, key=jax.random.key(0)), eqx.is_array)
+    dims = muon_dimensions(params)
+    muon = {jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(
+        dims, is_leaf=lambda x: x is None or x == LINEAR_MATRIX) if leaf == LINEAR_MATRIX}
+    blocks = [".h"] if not layers else [".h[0]", ".h[1]"]
+    expected = {f"{b}.{name}.weight" for b in blocks for name in ("mlp.c_fc", "mlp.c_proj", "attn.c_attn", "attn.c_proj")}
+    if layers:  # the conv layer's projection is a Linear too; its kernel is not a matrix
+        expected = {p for p in expected if not p.startswith(".h[1].attn.c_attn")}
+    assert muon == expected
+    # Every other leaf (embeddings, head, gains, biases, the conv kernel) goes to AdamW.
+    n_leaves = len(jax.tree.leaves(params))
+    assert n_leaves > len(muon) + 5
+    # One update: Muon's updates of a stacked matrix are orthogonal per layer (equal singular values).
+    optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.0, 0.9, 0.95, 0.0, optax.constant_schedule(0.02))
+    grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
+    updates, _ = jax.jit(optimizer.update)(grads, optimizer.init(params), params)
+    c_fc = updates.h.mlp.c_fc.weight if not layers else updates.h[0].mlp.c_fc.weight[None]
+    for matrix in c_fc:
+        singular = jnp.linalg.svd(matrix, compute_uv=False)
+        assert float(singular.max() / singular.min()) < 2  # Newton-Schulz: roughly equal (a gradient's: about 3)

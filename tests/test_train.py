@@ -43,10 +43,11 @@ def test_short_run_learns_and_logs(tmp_path, char_dataset):
     assert {"ms_per_iter", "tokens_per_s", "mfu", "lr"} <= set(records[1])
 
 
-def test_resume_is_exact(tmp_path, char_dataset):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_is_exact(tmp_path, char_dataset, optimizer):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--eval_interval=3", "--always_save_checkpoint=True", "--dropout=0.1",
-              "--gradient_accumulation_steps=2"]
+              "--gradient_accumulation_steps=2", f"--optimizer={optimizer}"]
     train(straight, char_dataset, "--max_iters=6", *common)
     train(split, char_dataset, "--max_iters=3", *common)
     # Another seed on resume changes nothing: the dropout key and the batch order come from the checkpoint.
@@ -184,3 +185,19 @@ def test_wandb_gets_the_learning_rate_speed_and_mfu_as_well_as_the_losses(tmp_pa
     keys = set().union(*records)
     assert {"train/loss", "val/loss", "lr", "tokens_per_s", "mfu"} <= keys
     assert sorted(r["step"] for r in records if "lr" in r) == [1, 2, 3, 4]
+
+
+def test_a_target_loss_stops_at_the_first_evaluation_that_reaches_it(tmp_path, char_dataset):
+    train(tmp_path / "full", char_dataset, "--max_iters=20", "--eval_interval=5")
+    val = {r["iter"]: r["val_loss"] for r in losses(tmp_path / "full")[1] if "val_loss" in r}
+    first = next(i for i in (5, 10, 15, 20) if val[i] < val[0] - 0.05)  # the first evaluation that learned
+    target = round(val[first] + 1e-4, 4)
+    assert all(val[i] > target for i in val if i < first)
+    result = train(tmp_path / "target", char_dataset, "--max_iters=20", "--eval_interval=5", f"--target_loss={target}")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("reached val loss"))
+    assert line.startswith(f"reached val loss {val[first]:.4f} <= {target} at iteration {first} in ")
+    seconds = float(line.split(" in ")[1].removesuffix(" s"))
+    assert 0 < seconds < 600
+    records = losses(tmp_path / "target")[1]
+    assert records[-1] == {"iter": first, "target_loss": target, "reached_s": records[-1]["reached_s"]}
+    assert max(r["iter"] for r in records) == first  # no step after it
