@@ -240,6 +240,8 @@ def main():
         seconds = time.time() - STARTED
         log.say(f"reached val loss {best_val_loss:.4f} <= {target_loss} at iteration {iter_num} in {seconds:.1f} s")
         log.record({"iter": iter_num, "target_loss": target_loss, "reached_s": seconds})
+        if main_process:
+            log.draw_losses()  # the run ends here: its picture goes to the end too
 
     if (iter_num == 0 or eval_only) and evaluate_and_save() and not eval_only:
         return reached_target()
