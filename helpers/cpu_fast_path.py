@@ -84,6 +84,8 @@ def _fold_rows_rule(
 
 
 class FoldedLinear(Linear):
+    """Linear with the batch folded into its matmul."""
+
     def __call__(self, x: Float[Array, "T in"]) -> Float[Array, "T out"]:
         y = _fold_rows(x, self.weight)
         return y if self.bias is None else y + self.bias
@@ -98,6 +100,8 @@ class FoldedLinear(Linear):
 
 
 class PerSequenceEmbedding(Embedding):
+    """Embedding whose lookups are per sequence and whose unembedding is folded."""
+
     def __call__(self, idx: Int[Array, " T"]) -> Float[Array, "T dim"]:
         # Adding this sequence's number times zero makes idx one array per sequence, even
         # when (as for the positions) it was the same for all of them.
@@ -150,11 +154,15 @@ normalize.defvjp(_normalize_forward, _normalize_backward)
 
 
 class FastLayerNorm(LayerNorm):
+    """LayerNorm with its gradient written out."""
+
     def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         return normalize(x, self.eps, True)
 
 
 class FastRMSNorm(RMSNorm):
+    """RMSNorm with its gradient written out."""
+
     def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         return normalize(x, self.eps, False)
 
@@ -168,6 +176,8 @@ QUERY_BLOCK = 128  # queries per block
 
 
 class BlockedAttention(CausalSelfAttention):
+    """Causal self-attention run in blocks of QUERY_BLOCK queries."""
+
     def causal_attention(
         self, q: Float[Array, "T H D"], k: Float[Array, "T Hkv D"], v: Float[Array, "T Hkv D"]
     ) -> Float[Array, "T H D"]:
