@@ -53,6 +53,8 @@ out_dir = "out"  # where ckpt.eqx and log.jsonl are written
 eval_interval = 500  # evaluate every this many iterations (and at the last one)
 log_interval = 50  # print a log line every this many iterations
 eval_iters = 20  # batches per split in each evaluation
+eval_train = True  # estimate the train loss at each evaluation too (it costs as much as the val loss)
+eval_at_start = True  # evaluate before the first step (a run that only chases a target can skip it)
 eval_only = False  # evaluate once, then exit
 target_loss = 0.0  # stop at the first evaluation whose val loss is at or below this, and say when; 0.0: off
 always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
@@ -223,10 +225,13 @@ def main():
             if best:
                 checkpoint.save(out / "best.eqx", header, full_state)
 
-    def evaluate_and_save():
+    def evaluate_and_save() -> float | None:
+        """Evaluates, logs and checkpoints; returns the seconds from the process's start to the
+        end of this evaluation when its val loss reaches target_loss, else None."""
         nonlocal best_val_loss
         losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
-                  for split in ("train", "val")}
+                  for split in (("train", "val") if eval_train else ("val",))}
+        seconds = time.time() - STARTED  # before the drawing and saving that follow
         log.evaluation(iter_num, losses)
         if not all(math.isfinite(v) for v in losses.values()):
             stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num, ckpt_path)
@@ -234,19 +239,20 @@ def main():
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and (improved or always_save_checkpoint):
             save(best=improved)
-        return target_loss > 0 and losses["val"] <= target_loss
+        return seconds if target_loss > 0 and losses["val"] <= target_loss else None
 
-    def reached_target() -> None:
-        seconds = time.time() - STARTED
+    def reached_target(seconds: float) -> None:
         log.say(f"reached val loss {best_val_loss:.4f} <= {target_loss} at iteration {iter_num} in {seconds:.1f} s")
         log.record({"iter": iter_num, "target_loss": target_loss, "reached_s": seconds})
         if main_process:
             log.draw_losses()  # the run ends here: its picture goes to the end too
 
-    if (iter_num == 0 or eval_only) and evaluate_and_save() and not eval_only:
-        return reached_target()
-    if eval_only:
-        return
+    if eval_only or (iter_num == 0 and eval_at_start):
+        seconds = evaluate_and_save()
+        if eval_only:
+            return
+        if seconds is not None:
+            return reached_target(seconds)
     log.restart_clock(iter_num)
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a
@@ -269,8 +275,8 @@ def main():
                 log.iteration(i, loss, float(schedule(i - 1)), seconds_per_iter, tokens_per_iter,
                               flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
-            if evaluate_and_save():
-                return reached_target()
+            if (seconds := evaluate_and_save()) is not None:
+                return reached_target(seconds)
             log.restart_clock(iter_num)  # evaluation time is not training time
         if stop and stop.requested:
             save(best=False)

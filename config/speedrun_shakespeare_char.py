@@ -7,8 +7,10 @@
 out_dir = "out-speedrun-shakespeare-char"
 dataset = "shakespeare_char"
 target_loss = 1.88  # stop at the first evaluation at or below it, and print the time
-eval_interval = 400
+eval_interval = 400  # one evaluation, at the end: each costs as much as ~60 steps
 eval_iters = 200  # val loss on 200 batches, not 20: a score, not a glance
+eval_train = False  # the target is on val: no train-loss estimate
+eval_at_start = False
 log_interval = 50
 always_save_checkpoint = False
 

@@ -53,7 +53,8 @@ def plot_losses(runs: dict[str, list[dict]], path: Path) -> None:
         prefix = f"{name}: " if len(runs) > 1 else ""
         ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], color=color, alpha=0.3,
                 linewidth=1, label=f"{prefix}train (each logged step)")
-        ax.plot([r["iter"] for r in evals], [r["train_loss"] for r in evals], color=color,
+        train_evals = latest(records, "train_loss")  # a run with --eval_train=False has none
+        ax.plot([r["iter"] for r in train_evals], [r["train_loss"] for r in train_evals], color=color,
                 linestyle="--", marker=".", label=f"{prefix}train (evaluated)")
         ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], color=color,
                 marker="o", markersize=4, label=f"{prefix}val")

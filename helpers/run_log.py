@@ -70,13 +70,13 @@ class RunLog:
                            step=iter_num)
 
     def evaluation(self, iter_num: int, losses: dict) -> None:
-        self.say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        self.record({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+        self.say(f"step {iter_num}: " + ", ".join(f"{split} loss {loss:.4f}" for split, loss in losses.items()))
+        self.record({"iter": iter_num} | {f"{split}_loss": loss for split, loss in losses.items()})
         if self.main_process and (iter_num == self.max_iters or time.perf_counter() - self.last_drawn >= PLOT_INTERVAL_S):
             self.draw_losses()
             self.last_drawn = time.perf_counter()
         if self.wandb:
-            self.wandb.log({"iter": iter_num, "train/loss": losses["train"], "val/loss": losses["val"]}, step=iter_num)
+            self.wandb.log({"iter": iter_num} | {f"{split}/loss": loss for split, loss in losses.items()}, step=iter_num)
 
     def draw_losses(self) -> None:
         """out_dir/loss.png from the log so far. A picture is not worth stopping a run for: a

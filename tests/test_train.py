@@ -201,3 +201,17 @@ def test_a_target_loss_stops_at_the_first_evaluation_that_reaches_it(tmp_path, c
     records = losses(tmp_path / "target")[1]
     assert records[-1] == {"iter": first, "target_loss": target, "reached_s": records[-1]["reached_s"]}
     assert max(r["iter"] for r in records) == first  # no step after it
+
+
+def test_evaluations_can_skip_the_train_split_and_the_start(tmp_path, char_dataset):
+    common = ["--max_iters=10", "--eval_interval=5"]
+    train(tmp_path / "full", char_dataset, *common)
+    result = train(tmp_path / "lean", char_dataset, *common, "--eval_train=False", "--eval_at_start=False")
+    full = [r for r in losses(tmp_path / "full")[1] if "val_loss" in r]
+    lean = [r for r in losses(tmp_path / "lean")[1] if "val_loss" in r]
+    assert [r["iter"] for r in full] == [0, 5, 10] and [r["iter"] for r in lean] == [5, 10]
+    assert all("train_loss" not in r for r in lean)
+    # Fewer evaluations change nothing that training does.
+    assert [r["val_loss"] for r in lean] == [r["val_loss"] for r in full[1:]]
+    assert f"step 10: val loss {lean[-1]['val_loss']:.4f}\n" in result.stdout
+    assert (tmp_path / "lean" / "loss.png").stat().st_size > 0
