@@ -18,7 +18,7 @@ from helpers import hf
 from helpers.data import run_tokenizer
 from helpers.errors import UserError, report_user_errors
 from helpers.generation import check_sampling, generate
-from helpers.tokenizer import GPT2_EOT, GPT2Tokenizer
+from helpers.tokenizer import EOT, GPT2Tokenizer
 from helpers.training import load_trained_model
 
 # -----------------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def main():
         model, tokenizer = hf.load_gpt2(hf.resolve(init_from)), GPT2Tokenizer()
     # A GPT-2-tokenised model starts a document after end-of-text and ends it at the next one.
     eot = getattr(tokenizer, "eot", None)
-    stops = stop + ((GPT2_EOT,) if eot is not None else ())
+    stops = stop + ((EOT,) if eot is not None else ())
     if start:
         text = read_prompt(start)
         prompt = tokenizer.encode(text)

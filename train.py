@@ -35,7 +35,7 @@ import numpy as np
 from configurator import configure, explicit_keys
 from helpers import archs, checkpoint, sharding
 from helpers.batches import Batches
-from helpers.data import dataset_dir, model_vocab_size, read_meta
+from helpers.data import bytes_per_token, dataset_dir, model_vocab_size, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.interrupt import StopRequest, stopped
@@ -57,6 +57,7 @@ eval_train = True  # estimate the train loss at each evaluation too (it costs as
 eval_at_start = True  # evaluate before the first step (a run that only chases a target can skip it)
 eval_only = False  # evaluate once, then exit
 target_loss = 0.0  # stop at the first evaluation whose val loss is at or below this, and say when; 0.0: off
+target_bpb = 0.0  # the same, for val bits per byte (comparable across tokenizers); 0.0: off
 always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
 init_from = "scratch"  # scratch: a new model; resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory: finetune
 # wandb logging (the API key comes from the environment, WANDB_API_KEY, never from here)
@@ -199,6 +200,7 @@ def main():
     model, opt_state = state["model"], state["opt_state"]
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
     dtype_used = compute_dtype(dtype)
+    tokenizer = tokenizer_fields(meta, data_dir)  # what every checkpoint carries, to decode without the dataset
 
     # The global batch: batch_size sequences per device on the data and fsdp axes.
     rows = batch_size * sharding.data_parallel_size(device_mesh)
@@ -219,40 +221,48 @@ def main():
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
         full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
         header = {"iter_num": iter_num, "best_val_loss": best_val_loss, "model_config": asdict(config),
-                  "tokenizer": tokenizer_fields(meta), "settings": settings}
+                  "tokenizer": tokenizer, "settings": settings}
         if main_process:
             checkpoint.save(ckpt_path, header, full_state)
             if best:
                 checkpoint.save(out / "best.eqx", header, full_state)
 
-    def evaluate_and_save() -> float | None:
-        """Evaluates, logs and checkpoints; returns the seconds from the process's start to the
-        end of this evaluation when its val loss reaches target_loss, else None."""
+    def evaluate_and_save() -> tuple[float, str, float, float] | None:
+        """Evaluates, logs and checkpoints. When val loss reaches target_loss, or val bits per
+        byte target_bpb, returns the seconds from the process's start to the end of this
+        evaluation, with what reached which target; else None."""
         nonlocal best_val_loss
         losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
                   for split in (("train", "val") if eval_train else ("val",))}
         seconds = time.time() - STARTED  # before the drawing and saving that follow
-        log.evaluation(iter_num, losses)
+        # Nats per token over ln 2 are bits per token; over the bytes a token stands for, bits per byte.
+        bits_per_byte = {split: loss / math.log(2) / per_token
+                         for split, loss in losses.items() if (per_token := bytes_per_token(meta, split))}
+        log.evaluation(iter_num, losses, bits_per_byte)
         if not all(math.isfinite(v) for v in losses.values()):
             stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num, ckpt_path)
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
-        if iter_num > 0 and (improved or always_save_checkpoint):
+        if iter_num > 0 and not eval_only and (improved or always_save_checkpoint):  # a score changes no checkpoint
             save(best=improved)
-        return seconds if target_loss > 0 and losses["val"] <= target_loss else None
+        if target_loss > 0 and losses["val"] <= target_loss:
+            return seconds, "loss", losses["val"], target_loss
+        if target_bpb > 0 and bits_per_byte.get("val", math.inf) <= target_bpb:
+            return seconds, "bpb", bits_per_byte["val"], target_bpb
+        return None
 
-    def reached_target(seconds: float) -> None:
-        log.say(f"reached val loss {best_val_loss:.4f} <= {target_loss} at iteration {iter_num} in {seconds:.1f} s")
-        log.record({"iter": iter_num, "target_loss": target_loss, "reached_s": seconds})
+    def reached_target(seconds: float, measure: str, value: float, target: float) -> None:
+        log.say(f"reached val {measure} {value:.4f} <= {target} at iteration {iter_num} in {seconds:.1f} s")
+        log.record({"iter": iter_num, f"target_{measure}": target, "reached_s": seconds})
         if main_process:
             log.draw_losses()  # the run ends here: its picture goes to the end too
 
     if eval_only or (iter_num == 0 and eval_at_start):
-        seconds = evaluate_and_save()
+        reached = evaluate_and_save()
         if eval_only:
             return
-        if seconds is not None:
-            return reached_target(seconds)
+        if reached is not None:
+            return reached_target(*reached)
     log.restart_clock(iter_num)
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a
@@ -275,8 +285,8 @@ def main():
                 log.iteration(i, loss, float(schedule(i - 1)), seconds_per_iter, tokens_per_iter,
                               flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
-            if (seconds := evaluate_and_save()) is not None:
-                return reached_target(seconds)
+            if (reached := evaluate_and_save()) is not None:
+                return reached_target(*reached)
             log.restart_clock(iter_num)  # evaluation time is not training time
         if stop and stop.requested:
             save(best=False)

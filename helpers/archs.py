@@ -3,8 +3,9 @@
 Each preset is a function returning GPTConfig fields, registered under its name; presets
 derive from one another by calling their parent and changing a few fields. The first line of
 the docstring is the preset's description in `--arch=help`. Counts there use each preset's own
-vocabulary (GPT-2's 50,257 tokens for the TinyStories sizes, whose llama2.c originals use
-smaller vocabularies, so ours have more embedding parameters). Register your own from any file:
+vocabulary (for the TinyStories sizes, their llama2.c originals': 512 tokens for 260k, Llama's
+32,000 for the rest); a training run takes its vocabulary from its dataset. Register your own
+from any file:
 
     from helpers.archs import ARCHS, gpt2
 
@@ -127,13 +128,13 @@ def llama2_7b() -> dict:
 @ARCHS.register("tinystories-260k")
 def tinystories_260k() -> dict:
     """llama2.c's 260K TinyStories model: 5 layers, 64 wide, 8 heads, 4 kv heads, context 512."""
-    return llama() | dict(n_layer=5, n_head=8, n_kv_head=4, n_embd=64, block_size=512, multiple_of=32)
+    return llama() | dict(n_layer=5, n_head=8, n_kv_head=4, n_embd=64, block_size=512, multiple_of=32, vocab_size=512)
 
 
 @ARCHS.register("tinystories-15m")
 def tinystories_15m() -> dict:
     """llama2.c's 15M TinyStories model: 6 layers, 288 wide, 6 heads, context 256."""
-    return tinystories_260k() | dict(n_layer=6, n_head=6, n_kv_head=0, n_embd=288, block_size=256)
+    return tinystories_260k() | dict(n_layer=6, n_head=6, n_kv_head=0, n_embd=288, block_size=256, vocab_size=32000)
 
 
 @ARCHS.register("tinystories-42m")

@@ -95,11 +95,27 @@ def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1) -> d
     cut = int(len(ids) * (1 - val_fraction))
     write_tokens(out_dir / "train.bin", ids[:cut], tokenizer.vocab_size)
     write_tokens(out_dir / "val.bin", ids[cut:], tokenizer.vocab_size)
-    meta = tokenizer.meta()
+    meta = tokenizer.meta() | split_sizes({"train": text[:cut], "val": text[cut:]}, {"train": cut, "val": len(ids) - cut})
     write_meta(out_dir, meta)
     print(f"{len(text):,} characters, vocab {tokenizer.vocab_size}: "
           f"{cut:,} train and {len(ids) - cut:,} val tokens in {out_dir}")
     return meta
+
+
+def split_sizes(texts: dict[str, str], tokens: dict[str, int]) -> dict:
+    """meta.json's record of each split's size in tokens and in UTF-8 bytes of text, from
+    which an evaluation turns nats per token into bits per byte."""
+    return ({f"{split}_tokens": count for split, count in tokens.items()}
+            | {f"{split}_bytes": len(text.encode()) for split, text in texts.items()})
+
+
+def bytes_per_token(meta: dict, split: str) -> float | None:
+    """How many bytes of text a token of this split stands for (None for a dataset prepared
+    before meta.json counted them). Bits per byte = loss / ln 2 / bytes_per_token: unlike
+    the loss, it does not depend on the tokenizer, so runs with different ones compare."""
+    if f"{split}_bytes" not in meta:
+        return None
+    return meta[f"{split}_bytes"] / meta[f"{split}_tokens"]
 
 
 def read_or_download(given: Path | None, local: Path, url: str) -> str:
@@ -137,4 +153,21 @@ def run_tokenizer(header: dict):
     did are read through their dataset's meta.json."""
     if "tokenizer" in header:
         return tokenizer_from_meta(header["tokenizer"])
-    return tokenizer_from_meta(read_meta(dataset_dir(header["settings"]["dataset"])))
+    data_dir = dataset_dir(header["settings"]["dataset"])
+    return tokenizer_from_meta(read_meta(data_dir), data_dir)
+
+
+def tokenizer_at(path: Path):
+    """The tokenizer of a dataset folder, a checkpoint file, or a training run's out_dir (its
+    ckpt.eqx): what `prepare.py --tokenizer=PATH` encodes a new corpus with."""
+    path = Path(path)
+    if path.is_dir() and (path / "meta.json").is_file():
+        return tokenizer_from_meta(read_meta(path), path)
+    if path.is_dir() and (path / "ckpt.eqx").is_file():
+        path = path / "ckpt.eqx"
+    if path.is_file():
+        from helpers.checkpoint import read_header  # it imports jax: only when a checkpoint is read
+
+        return run_tokenizer(read_header(path))
+    raise UserError(f"--tokenizer={path} is neither a dataset folder (with meta.json) nor a checkpoint "
+                    "(a .eqx file, or an out_dir holding ckpt.eqx)")

@@ -1,8 +1,10 @@
-"""Document corpora (stories, web pages) to GPT-2 token bins, for the data/*/prepare.py scripts.
+"""Document corpora (stories, web pages) to token bins, for the data/*/prepare.py scripts.
 
-Each document is encoded with GPT-2's byte-pair encoding and followed by the end-of-text token,
-so a model learns where documents end (and sampling can stop there). Encoding runs in batches
-across threads (tiktoken releases the GIL) with a progress bar, and tokens are written
+The tokenizer is a byte-level BPE: one trained here on the training split (--vocab_size=N),
+GPT-2's (--vocab_size=gpt2, what GPT-2's weights need), or one reused from another dataset
+or a checkpoint (--tokenizer=PATH). Each document is encoded and followed by the end-of-text
+token, so a model learns where documents end (and sampling can stop there). Encoding runs in
+batches across threads (tiktoken releases the GIL) with a progress bar, and tokens are written
 straight into the .bin memmap batch by batch, so memory stays flat however large the corpus.
 """
 
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data import token_dtype, write_meta
+from tqdm import tqdm
+
+from helpers.data import token_dtype, tokenizer_at, write_meta
 from helpers.errors import UserError
-from helpers.tokenizer import GPT2_EOT, GPT2Tokenizer
+from helpers.tokenizer import EOT, BPETokenizer, CharTokenizer, GPT2Tokenizer, TiktokenTokenizer
 
 BATCH = 1024  # documents per encoding batch
 
@@ -32,7 +36,7 @@ def read_local(paths: list[Path]):
             raise UserError(f"--data_files: {path} does not exist")
         suffix = path.suffix.lower()
         if suffix == ".txt":
-            stories = [s.strip() for s in path.read_text().split(GPT2_EOT)]
+            stories = [s.strip() for s in path.read_text().split(EOT)]
             parts.append(datasets.Dataset.from_dict({"text": [s for s in stories if s]}))
         elif suffix in (".json", ".jsonl", ".parquet"):
             builder = "parquet" if suffix == ".parquet" else "json"
@@ -68,12 +72,41 @@ def split(dataset, val_fraction: float, seed: int) -> tuple:
     return parts["train"], parts["test"]
 
 
-def encode(dataset, tokenizer: GPT2Tokenizer, threads: int):
-    """Adds "ids" (the document's tokens, then end-of-text) and "len" to every document."""
+def texts(part, desc: str):
+    """The documents' texts one by one, under a progress bar."""
+    with tqdm(total=len(part), desc=desc, unit=" documents") as bar:
+        for batch in part.iter(batch_size=BATCH):
+            yield from batch["text"]
+            bar.update(len(batch["text"]))
+
+
+def choose_tokenizer(vocab_size: str, reuse: Path | None, train) -> TiktokenTokenizer:
+    """The tokenizer that --tokenizer names, else GPT-2's for --vocab_size=gpt2, else a BPE
+    trained to --vocab_size tokens on the training split only (the validation text stays
+    unseen)."""
+    if reuse is not None:
+        tokenizer = tokenizer_at(reuse)
+        if isinstance(tokenizer, CharTokenizer):
+            raise UserError(f"--tokenizer={reuse} is a character vocabulary, which has no end-of-text token "
+                            "to separate documents: give a BPE dataset or checkpoint")
+        return tokenizer
+    if vocab_size == "gpt2":
+        return GPT2Tokenizer()
+    if not vocab_size.isdigit():
+        raise UserError(f"--vocab_size must be a number of tokens or gpt2, got {vocab_size!r}")
+    tokenizer = BPETokenizer.train(texts(train, "training the tokenizer"), int(vocab_size))
+    if tokenizer.vocab_size < int(vocab_size):
+        print(f"note: the text ran out of pairs to merge at {tokenizer.vocab_size} tokens ({vocab_size} asked)")
+    return tokenizer
+
+
+def encode(dataset, tokenizer: TiktokenTokenizer, threads: int):
+    """Adds "ids" (the document's tokens, then end-of-text), "len" and "bytes" (of its UTF-8
+    text) to every document."""
 
     def encode_batch(batch):
         ids = [doc + [tokenizer.eot] for doc in tokenizer.encode_batch(batch["text"], threads)]
-        return {"ids": ids, "len": [len(d) for d in ids]}
+        return {"ids": ids, "len": [len(d) for d in ids], "bytes": [len(t.encode()) for t in batch["text"]]}
 
     return dataset.map(encode_batch, batched=True, batch_size=BATCH, remove_columns=dataset.column_names,
                        desc="encoding")
@@ -92,28 +125,40 @@ def write_bin(encoded, path: Path, vocab_size: int) -> int:
     return total
 
 
-def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int) -> dict:
-    """Encode, split and write train.bin, val.bin and meta.json; returns the figures."""
-    tokenizer = GPT2Tokenizer()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    figures = {}
-    for name, part in zip(("train", "val"), split(dataset, val_fraction, seed)):
+def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int, vocab_size: str = "gpt2",
+            reuse: Path | None = None) -> dict:
+    """Choose or train the tokenizer, then encode, split and write train.bin, val.bin and
+    meta.json (with tokenizer.json for a BPE of our own); returns the figures."""
+    parts = dict(zip(("train", "val"), split(dataset, val_fraction, seed)))
+    for name, part in parts.items():
         if len(part) == 0:
             raise UserError(f"the {name} split is empty: use more documents or another --val_fraction")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    tokenizer = choose_tokenizer(vocab_size, reuse, parts["train"])
+    tokenizer_seconds = time.perf_counter() - start
+    if isinstance(tokenizer, BPETokenizer):
+        tokenizer.save(out_dir)
+    start = time.perf_counter()
+    figures = {}
+    for name, part in parts.items():
+        encoded = encode(part, tokenizer, threads)
         figures[f"{name}_documents"] = len(part)
-        figures[f"{name}_tokens"] = write_bin(encode(part, tokenizer, threads), out_dir / f"{name}.bin",
-                                              tokenizer.vocab_size)
+        figures[f"{name}_tokens"] = write_bin(encoded, out_dir / f"{name}.bin", tokenizer.vocab_size)
+        figures[f"{name}_bytes"] = int(np.sum(encoded["bytes"], dtype=np.int64))
     seconds = time.perf_counter() - start
-    documents = figures["train_documents"] + figures["val_documents"]
-    tokens = figures["train_tokens"] + figures["val_tokens"]
     write_meta(out_dir, tokenizer.meta() | figures)
-    print(f"{documents:,} documents, {tokens:,} tokens in {seconds:.1f} s: "
-          f"{documents / seconds:,.0f} documents/s, {tokens / seconds:,.0f} tokens/s")
+    documents, tokens, text_bytes = (figures[f"train_{k}"] + figures[f"val_{k}"] for k in ("documents", "tokens", "bytes"))
+    if reuse is None and vocab_size != "gpt2":
+        print(f"trained the tokenizer in {tokenizer_seconds:.1f} s: {figures['train_documents'] / tokenizer_seconds:,.0f} "
+              f"documents/s, {figures['train_tokens'] / tokenizer_seconds:,.0f} tokens/s")
+    print(f"encoded {documents:,} documents, {tokens:,} tokens in {seconds:.1f} s: {documents / seconds:,.0f} "
+          f"documents/s, {tokens / seconds:,.0f} tokens/s; {text_bytes / tokens:.2f} bytes per token")
     return figures | {"seconds": seconds}
 
 
-def prepare_script(description: str, hub_name: str, here: Path, val_fraction: float, seed: int) -> None:
+def prepare_script(description: str, hub_name: str, here: Path, val_fraction: float, seed: int,
+                   vocab_size: str) -> None:
     """The command line of a document corpus's prepare.py: the hub dataset, or --data_files."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_files", type=Path, nargs="+", help="local .txt/.json/.jsonl/.parquet files")
@@ -122,6 +167,10 @@ def prepare_script(description: str, hub_name: str, here: Path, val_fraction: fl
                         help="the share held out when the data has no validation split")
     parser.add_argument("--seed", type=int, default=seed, help="the seed of that split")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads")
+    parser.add_argument("--vocab_size", default=vocab_size,
+                        help="train a BPE of this many tokens on the training split, or gpt2: GPT-2's own")
+    parser.add_argument("--tokenizer", type=Path,
+                        help="reuse the tokenizer of a dataset folder or a checkpoint (.eqx or out_dir) instead")
     args = parser.parse_args()
     dataset = read_local(args.data_files) if args.data_files else load_hub(hub_name)
-    prepare(dataset, args.out_dir, args.val_fraction, args.seed, args.threads)
+    prepare(dataset, args.out_dir, args.val_fraction, args.seed, args.threads, args.vocab_size, args.tokenizer)

@@ -43,23 +43,29 @@ def latest(records: list[dict], field: str) -> list[dict]:
     return [by_iter[i] for i in sorted(by_iter)]
 
 
-def plot_losses(runs: dict[str, list[dict]], path: Path) -> None:
-    """Train and val loss against iteration for each run (one colour per run), and, for a
-    single run, the learning rate on a second axis."""
+MEASURES = {"loss": "loss (cross-entropy, nats per token)", "bpb": "bits per byte of text"}
+
+
+def plot_losses(runs: dict[str, list[dict]], path: Path, measure: str = "loss") -> None:
+    """Train and val loss (or bits per byte, measure="bpb") against iteration for each run, one
+    colour per run, and, for a single run, the learning rate on a second axis. Only the loss
+    has a point for every logged step; bits per byte exist at evaluations."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120, layout="constrained")
     colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for (name, records), color in zip(runs.items(), colors):
-        steps, evals = latest(records, "loss"), latest(records, "val_loss")
         prefix = f"{name}: " if len(runs) > 1 else ""
-        ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], color=color, alpha=0.3,
-                linewidth=1, label=f"{prefix}train (each logged step)")
-        train_evals = latest(records, "train_loss")  # a run with --eval_train=False has none
-        ax.plot([r["iter"] for r in train_evals], [r["train_loss"] for r in train_evals], color=color,
+        if measure == "loss":
+            steps = latest(records, "loss")
+            ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], color=color, alpha=0.3,
+                    linewidth=1, label=f"{prefix}train (each logged step)")
+        train_evals = latest(records, f"train_{measure}")  # a run with --eval_train=False has none
+        ax.plot([r["iter"] for r in train_evals], [r[f"train_{measure}"] for r in train_evals], color=color,
                 linestyle="--", marker=".", label=f"{prefix}train (evaluated)")
-        ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], color=color,
+        evals = latest(records, f"val_{measure}")
+        ax.plot([r["iter"] for r in evals], [r[f"val_{measure}"] for r in evals], color=color,
                 marker="o", markersize=4, label=f"{prefix}val")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (cross-entropy, nats per token)")
+    ax.set_ylabel(MEASURES[measure])
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if len(runs) == 1:
@@ -72,7 +78,8 @@ def plot_losses(runs: dict[str, list[dict]], path: Path) -> None:
         more_handles, more_labels = lr_axis.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     ax.legend(handles, labels, loc="upper right", fontsize="small")
-    ax.set_title(" vs ".join(runs) if len(runs) > 1 else f"{next(iter(runs))}: loss and learning rate")
+    what = "loss" if measure == "loss" else "bits per byte"
+    ax.set_title(" vs ".join(runs) if len(runs) > 1 else f"{next(iter(runs))}: {what} and learning rate")
     save(fig, path)
 
 

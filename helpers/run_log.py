@@ -69,14 +69,20 @@ class RunLog:
             self.wandb.log({"train/loss": loss, **{k: record[k] for k in ("lr", "tokens_per_s", "mfu", "ms_per_iter")}},
                            step=iter_num)
 
-    def evaluation(self, iter_num: int, losses: dict) -> None:
-        self.say(f"step {iter_num}: " + ", ".join(f"{split} loss {loss:.4f}" for split, loss in losses.items()))
-        self.record({"iter": iter_num} | {f"{split}_loss": loss for split, loss in losses.items()})
+    def evaluation(self, iter_num: int, losses: dict, bits_per_byte: dict) -> None:
+        """One evaluation: the loss of each split evaluated, and its bits per byte where the
+        dataset counts its bytes."""
+        self.say(f"step {iter_num}: " + ", ".join(
+            f"{split} loss {loss:.4f}" + (f" ({bits_per_byte[split]:.4f} bpb)" if split in bits_per_byte else "")
+            for split, loss in losses.items()))
+        self.record({"iter": iter_num} | {f"{split}_loss": loss for split, loss in losses.items()}
+                    | {f"{split}_bpb": bpb for split, bpb in bits_per_byte.items()})
         if self.main_process and (iter_num == self.max_iters or time.perf_counter() - self.last_drawn >= PLOT_INTERVAL_S):
             self.draw_losses()
             self.last_drawn = time.perf_counter()
         if self.wandb:
-            self.wandb.log({"iter": iter_num} | {f"{split}/loss": loss for split, loss in losses.items()}, step=iter_num)
+            self.wandb.log({"iter": iter_num} | {f"{split}/loss": loss for split, loss in losses.items()}
+                           | {f"{split}/bpb": bpb for split, bpb in bits_per_byte.items()}, step=iter_num)
 
     def draw_losses(self) -> None:
         """out_dir/loss.png from the log so far. A picture is not worth stopping a run for: a

@@ -11,6 +11,7 @@ import optax
 from helpers import archs, checkpoint, hf
 from helpers.data import model_vocab_size
 from helpers.errors import UserError
+from helpers.tokenizer import tokenizer_name, tokenizer_sha256
 from helpers.training import checkpoint_config, init_state, with_dropout
 from model import RUN_FIELDS, GPTConfig
 
@@ -41,6 +42,12 @@ def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransfor
     init_from = settings["init_from"]
     if init_from == "resume":
         header = checkpoint.read_header(ckpt_path)
+        if "tokenizer" in header and tokenizer_sha256(header["tokenizer"]) != tokenizer_sha256(meta):
+            fix = ("prepare the data from the text the checkpoint was trained on"
+                   if header["tokenizer"]["tokenizer"] == "char"  # a character vocabulary is the text's own
+                   else f"prepare the data with the checkpoint's tokenizer (prepare.py --tokenizer={ckpt_path})")
+            raise UserError(f"{ckpt_path} was trained with the tokenizer {tokenizer_name(header['tokenizer'])}, but "
+                            f"dataset {settings['dataset']} uses {tokenizer_name(meta)}: {fix}, or train a new model")
         config = resumed_config(settings, header, ckpt_path, explicit, say)
         # filter_eval_shape builds the state's shapes without computing anything.
         state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, settings["seed"]))

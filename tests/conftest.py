@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SHARED_STORIES = ROOT.parent / "shared" / "data" / "tinystories" / "sample.txt"
 sys.path.insert(0, str(ROOT))
 # Every script the tests launch, and the tests themselves, share one JAX compilation cache for
 # the session: the same small shapes compile once, not once per launched training run. The
@@ -18,6 +19,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_cache))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from helpers.data import write_char_dataset  # noqa: E402
+from helpers.tokenizer import EOT  # noqa: E402
 
 
 def corpus_text() -> str:
@@ -32,6 +34,28 @@ def corpus_text() -> str:
 def char_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "chars"
     write_char_dataset(corpus_text(), out)
+    return out
+
+
+def stories(n: int | None = 40) -> list[str]:
+    """The first n stories (None: all) of the TinyStories sample where ../shared exists (as in
+    CI), made-up ones elsewhere."""
+    if SHARED_STORIES.exists():
+        return [s.strip() for s in SHARED_STORIES.read_text().split(EOT) if s.strip()][:n]
+    names = ["Tom", "Lily", "Ben", "Mia"]
+    return [f"Once upon a time, {names[i % 4]} found a {['red', 'big', 'small'][i % 3]} ball. "
+            f"{names[i % 4]} was happy and played all day. The end." for i in range(n or 400)]
+
+
+@pytest.fixture(scope="session")
+def bpe_dataset(tmp_path_factory) -> Path:
+    """Stories in a 512-token BPE trained on them, as data/tinystories/prepare.py makes it."""
+    import datasets
+
+    from helpers.documents import prepare
+
+    out = tmp_path_factory.mktemp("data") / "stories"
+    prepare(datasets.Dataset.from_dict({"text": stories(400)}), out, 0.1, seed=0, threads=2, vocab_size="512")
     return out
 
 

@@ -39,6 +39,8 @@ def test_known_counts():
     count = lambda name: eqx.filter_eval_shape(GPT, archs.build(name), key=jax.random.key(0)).get_num_params(False)  # noqa: E731
     assert count("gpt2") == 124_439_808
     assert count("gpt2-xl") == 1_557_611_200  # nanoGPT's gpt2-xl, tied head
+    # llama2.c's TinyStories models, with their vocabularies: the names are their sizes.
+    assert [round(count(f"tinystories-{n}") / 1e6) for n in ("15m", "42m", "110m")] == [15, 42, 110]
 
 
 def test_presets_derive_from_each_other():

@@ -71,7 +71,8 @@ RESUME_ROWS = [
     ("checkpoint from another architecture", [], ["--n_layer=3", "--n_embd=48"],
      "holds another architecture: n_embd=32 (asked: 48), n_layer=2 (asked: 3)"),
     ("block_size larger than the model's", [], ["--block_size=64"], "block_size=32 (asked: 64)"),
-    ("meta.json mismatched with the model", ["another vocabulary"], [], "the model has vocab_size"),
+    ("meta.json mismatched with the model", ["another vocabulary"], [],
+     "was trained with the tokenizer char (62 tokens, sha256 "),
     ("truncated checkpoint", ["truncate"], [], "is truncated or corrupt"),
     ("corrupt checkpoint", ["garble"], [], "is not a nanoJAXGPT checkpoint"),
 ]
@@ -123,6 +124,17 @@ def test_hf_directory_with_missing_keys(tmp_path, char_dataset):
     result = run_script("train.py", f"--dataset={char_dataset}", f"--out_dir={tmp_path / 'out'}", *TINY,
                         f"--init_from={tmp_path / 'hf'}", check=False)
     assert_one_line(result, "missing: h.0.attn.c_attn.weight")
+
+
+def test_hf_model_with_another_vocabulary(tmp_path, char_dataset):
+    from test_hf import random_hf_model
+
+    vocab = json.loads((char_dataset / "meta.json").read_text())["vocab_size"]
+    random_hf_model(dict(n_layer=1, n_head=2, n_embd=16, n_positions=32, vocab_size=vocab + 1)).save_pretrained(
+        tmp_path / "hf", safe_serialization=True)
+    result = run_script("train.py", f"--dataset={char_dataset}", f"--out_dir={tmp_path / 'out'}", *TINY,
+                        f"--init_from={tmp_path / 'hf'}", check=False)
+    assert_one_line(result, f"the model has vocab_size {vocab + 1} but")
 
 
 def test_full_disk_leaves_the_previous_checkpoint(tmp_path, monkeypatch):

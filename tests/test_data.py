@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers.data import batch_rng, get_batch, open_split, read_meta, token_dtype, write_char_dataset
+from helpers.data import batch_rng, bytes_per_token, get_batch, open_split, read_meta, token_dtype, write_char_dataset
 from helpers.errors import UserError
 from helpers.tokenizer import CharTokenizer, tokenizer_from_meta
 
@@ -56,3 +56,13 @@ def test_subword_vocabularies_are_padded_to_a_multiple_of_64_and_characters_are_
     assert model_vocab_size({"tokenizer": "gpt2", "vocab_size": 50257}) == 50304
     assert model_vocab_size({"tokenizer": "gpt2", "vocab_size": 4096}) == 4096
     assert model_vocab_size({"tokenizer": "char", "vocab_size": 65}) == 65
+
+
+def test_a_char_dataset_counts_its_bytes_for_bits_per_byte(tmp_path):
+    text = "naïve café\n" * 100  # ï and é take two bytes each in UTF-8
+    meta = write_char_dataset(text, tmp_path)
+    cut = int(len(text) * 0.9)
+    assert (meta["train_tokens"], meta["val_tokens"]) == (cut, len(text) - cut)
+    assert (meta["train_bytes"], meta["val_bytes"]) == (len(text[:cut].encode()), len(text[cut:].encode()))
+    assert bytes_per_token(meta, "train") == len(text[:cut].encode()) / cut > 1
+    assert bytes_per_token({"tokenizer": "char", "vocab_size": 3, "chars": "abc"}, "val") is None  # an older dataset

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.image import imread
 
+from helpers import plots
 from helpers.plots import attention_maps, latest, plot_attention, plot_losses
 from model import GPT, GPTConfig
 
@@ -25,6 +26,19 @@ def test_loss_chart_of_one_run_and_of_several(tmp_path):
         assert image.shape[:2] == (540, 960)  # 8 x 4.5 inches at 120 dpi
         assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
     assert not list(tmp_path.glob("*.tmp.png"))  # written through a temporary file
+
+
+def test_the_bits_per_byte_chart_draws_the_evaluated_bpb(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig))
+    run = [r | {f"{k[:-5]}_bpb": v / 2.77 for k, v in r.items() if k.endswith("_loss")} for r in fake_run(1.0)]
+    plot_losses({"out-a": run}, tmp_path / "bpb.png", "bpb")
+    ax = figures[0].axes[0]
+    drawn = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert ax.get_ylabel() == "bits per byte of text"
+    assert drawn["val"] == [r["val_bpb"] for r in run if "val_bpb" in r]
+    assert drawn["train (evaluated)"] == [r["train_bpb"] for r in run if "train_bpb" in r]
+    assert "train (each logged step)" not in drawn  # steps log a loss, not bits per byte
 
 
 def test_a_resumed_run_keeps_the_later_record_of_each_iteration():

@@ -34,23 +34,26 @@ def test_shakespeare_bpe_from_a_local_file(tmp_path):
     source.write_text(text)
     run_script("data/shakespeare/prepare.py", f"--input={source}", f"--out_dir={tmp_path}")
     meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta == {"tokenizer": "gpt2", "vocab_size": 50257, "eot": 50256}
     tokenizer = GPT2Tokenizer()
     cut = int(len(text) * 0.9)  # nanoGPT's split: by characters, then each part encoded
+    assert meta == {"tokenizer": "gpt2", "vocab_size": 50257, "eot": 50256,
+                    "train_tokens": len(tokenizer.encode(text[:cut])), "val_tokens": len(tokenizer.encode(text[cut:])),
+                    "train_bytes": len(text[:cut].encode()), "val_bytes": len(text[cut:].encode())}
     assert tokenizer.decode(np.fromfile(tmp_path / "train.bin", np.uint16)) == text[:cut]
     assert tokenizer.decode(np.fromfile(tmp_path / "val.bin", np.uint16)) == text[cut:]
 
 
 def test_tinystories_prepare_train_and_sample_stories(tmp_path):
-    from test_documents import stories, write_formats
+    from conftest import stories
+    from test_documents import write_formats
 
     files = write_formats(tmp_path, stories(60))
     data = tmp_path / "tinystories"
     result = run_script("data/tinystories/prepare.py", "--data_files", str(files["txt"]), str(files["jsonl"]),
-                        str(files["parquet"]), f"--out_dir={data}", "--val_fraction=0.1")
+                        str(files["parquet"]), f"--out_dir={data}", "--val_fraction=0.1", "--vocab_size=gpt2")
     assert "60 documents" in result.stdout and "tokens/s" in result.stdout
     out = tmp_path / "run"
-    train = run_script("train.py", "config/train_tinystories.py", "--arch=tiny", f"--dataset={data}",
+    train = run_script("train.py", "config/train_tinystories.py", "--n_layer=2", "--n_head=2", "--n_embd=32", f"--dataset={data}",
                        f"--out_dir={out}", "--block_size=32", "--batch_size=4", "--gradient_accumulation_steps=1",
                        "--max_iters=4", "--eval_interval=4", "--eval_iters=2", "--dtype=float32", "--warmup_iters=1",
                        "--log_interval=1")

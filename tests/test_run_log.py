@@ -15,15 +15,15 @@ def test_only_the_main_process_prints_and_writes(tmp_path, capsys):
         out.mkdir()
         log = RunLog(out, settings, main_process)
         log.iteration(5, 2.5, 1e-3, 0.5, 1000, 0.25)
-        log.evaluation(10, {"train": 2.0, "val": 2.25})
+        log.evaluation(10, {"train": 2.0, "val": 2.25}, {"val": 1.5})
         printed = capsys.readouterr().out
         records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()] if main_process else []
         if main_process:
             assert "iter 5/10: loss 2.5000, lr 1.00e-03, 500.0 ms/iter (2.0 it/s), 2,000 tokens/s, MFU 25.0%, ETA 2s" in printed
-            assert "step 10: train loss 2.0000, val loss 2.2500" in printed
+            assert "step 10: train loss 2.0000, val loss 2.2500 (1.5000 bpb)\n" in printed
             assert records[0] == {"iter": 5, "loss": 2.5, "lr": 1e-3, "ms_per_iter": 500.0, "tokens_per_s": 2000.0,
                                   "mfu": 0.25}
-            assert records[1] == {"iter": 10, "train_loss": 2.0, "val_loss": 2.25}
+            assert records[1] == {"iter": 10, "train_loss": 2.0, "val_loss": 2.25, "val_bpb": 1.5}
             assert (out / "loss.png").exists()  # the last evaluation always draws
         else:
             assert printed == "" and list(out.iterdir()) == []

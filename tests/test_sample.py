@@ -84,3 +84,19 @@ def test_a_copied_checkpoint_samples_without_its_dataset_folder(tmp_path, char_d
     result = run_script("sample.py", f"--out_dir={out}", "--start=the ", "--max_new_tokens=10", "--seed=1")
     assert result.stdout.startswith("the ") and result.stdout.endswith("---------------\n")
     assert len(result.stdout.split("\n---------------")[0]) == len("the ") + 10  # ten characters decoded
+
+
+def test_a_run_on_a_trained_bpe_samples_without_its_dataset_folder(tmp_path, bpe_dataset):
+    import shutil
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(bpe_dataset, dataset)
+    out = tmp_path / "run"
+    run_script("train.py", f"--dataset={dataset}", f"--out_dir={out}", *TINY, "--max_iters=2", "--eval_interval=2")
+    args = ("sample.py", f"--out_dir={out}", "--start=Once upon", "--max_new_tokens=10", "--seed=1")
+    with_dataset = run_script(*args).stdout
+    shutil.rmtree(dataset)
+    result = run_script(*args)
+    assert result.stdout == with_dataset  # the checkpoint's copy of the tokenizer is the dataset's
+    new_text = result.stdout.removeprefix("Once upon").removesuffix("\n---------------\n")
+    assert result.stdout.startswith("Once upon") and new_text

@@ -1,9 +1,14 @@
 import pytest
 
-from conftest import corpus_text
+from conftest import corpus_text, stories
 from helpers import tokenizer as tok
 from helpers.errors import UserError
-from helpers.tokenizer import GPT2Tokenizer, tokenizer_from_meta
+from helpers.tokenizer import EOT, BPETokenizer, GPT2Tokenizer, tokenizer_fields, tokenizer_from_meta
+
+
+@pytest.fixture(scope="module")
+def bpe() -> BPETokenizer:
+    return BPETokenizer.train(iter(stories(None)), 512)
 
 
 def test_gpt2_ids_are_gpt2s():
@@ -36,5 +41,49 @@ def test_a_tampered_vocabulary_is_refused(monkeypatch, tmp_path):
 
 
 def test_unknown_tokenizer_in_meta():
-    with pytest.raises(UserError, match="known: char, gpt2"):
+    with pytest.raises(UserError, match="known: char, gpt2, bpe"):
         tokenizer_from_meta({"tokenizer": "sentencepiece"})
+
+
+def test_a_trained_bpe_round_trips_the_whole_sample(bpe):
+    text = "".join(story + "\n" + EOT + "\n" for story in stories(None))
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    # 512 tokens, unless a made-up corpus runs out of pairs to merge first; end-of-text is last.
+    assert bpe.eot == bpe.vocab_size - 1 <= 511 and bpe.encode(EOT) == [bpe.eot]
+    assert ids.count(bpe.eot) == len(stories(None))
+    assert len(ids) < len(text.encode()) / 2  # it learned merges: fewer tokens than half the bytes
+
+
+def test_characters_it_never_saw_fall_back_to_bytes(bpe):
+    unseen = "naïve café 東京 🙂 \x00\t\r\n"
+    assert bpe.decode(bpe.encode(unseen)) == unseen
+    assert len(bpe.encode("東")) == len("東".encode()) == 3  # one token per byte
+    mixed = "Lily said: 日本語 is new. " + EOT + " Tom ate 🍎."
+    assert bpe.decode(bpe.encode(mixed)) == mixed
+
+
+def test_a_saved_tokenizer_loads_only_with_its_hash(bpe, tmp_path):
+    bpe.save(tmp_path)
+    loaded = BPETokenizer.load(tmp_path, bpe.sha256)
+    assert loaded.encode("Once upon a time") == bpe.encode("Once upon a time") and loaded.sha256 == bpe.sha256
+    assert tokenizer_from_meta(bpe.meta(), tmp_path).encode("a cat") == bpe.encode("a cat")
+    path = tmp_path / "tokenizer.json"
+    path.write_text(path.read_text().replace('"tokens":["', '"tokens":["QQ==","', 1))
+    with pytest.raises(UserError, match=f"names {bpe.sha256[:12]}: the file was changed"):
+        BPETokenizer.load(tmp_path, bpe.sha256)
+    path.unlink()
+    with pytest.raises(UserError, match="tokenizer.json is missing: prepare the dataset again"):
+        BPETokenizer.load(tmp_path, bpe.sha256)
+
+
+def test_a_checkpoints_copy_rebuilds_the_tokenizer_with_no_dataset_folder(bpe, tmp_path):
+    bpe.save(tmp_path)
+    fields = tokenizer_fields(bpe.meta(), tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    assert tokenizer_from_meta(fields).encode("The dog ran.") == bpe.encode("The dog ran.")
+
+
+def test_a_vocabulary_needs_room_for_the_bytes_and_end_of_text():
+    with pytest.raises(UserError, match="at least 257 tokens"):
+        BPETokenizer.train(iter(["some text"]), 256)

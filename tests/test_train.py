@@ -1,5 +1,7 @@
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -8,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, TINY, corpus_text, run_script
 from helpers import checkpoint
 from helpers.optim import optimizer_from_settings
+from helpers.tokenizer import tokenizer_sha256
 from helpers.training import init_state
 from model import GPTConfig
 
@@ -213,5 +216,41 @@ def test_evaluations_can_skip_the_train_split_and_the_start(tmp_path, char_datas
     assert all("train_loss" not in r for r in lean)
     # Fewer evaluations change nothing that training does.
     assert [r["val_loss"] for r in lean] == [r["val_loss"] for r in full[1:]]
-    assert f"step 10: val loss {lean[-1]['val_loss']:.4f}\n" in result.stdout
+    assert f"step 10: val loss {lean[-1]['val_loss']:.4f} ({lean[-1]['val_bpb']:.4f} bpb)\n" in result.stdout
     assert (tmp_path / "lean" / "loss.png").stat().st_size > 0
+
+
+def test_a_trained_model_scores_another_text_in_bits_per_byte(tmp_path, bpe_dataset):
+    out = tmp_path / "run"
+    train(out, bpe_dataset, "--max_iters=4", "--eval_interval=4")
+    # Another text (Shakespeare, not stories) in the run's tokenizer, taken from its checkpoint.
+    other = tmp_path / "other.txt"
+    other.write_text("".join(part + "\n<|endoftext|>\n" for part in corpus_text()[:30_000].split("\n\n")))
+    scored = tmp_path / "scored"
+    run_script("data/tinystories/prepare.py", "--data_files", other, f"--out_dir={scored}", f"--tokenizer={out}")
+    meta = json.loads((scored / "meta.json").read_text())
+    assert meta["tokenizer_sha256"] == json.loads((bpe_dataset / "meta.json").read_text())["tokenizer_sha256"]
+    saved = (out / "ckpt.eqx").read_bytes()
+    result = train(out, scored, "--init_from=resume", "--eval_only=True", "--eval_iters=4")
+    assert (out / "ckpt.eqx").read_bytes() == saved  # scoring another text leaves the run as it was
+    line = next(line for line in result.stdout.splitlines() if line.startswith("step 4:"))
+    val_loss, val_bpb = (float(x) for x in re.search(r"val loss (\S+) \((\S+) bpb\)", line).groups())
+    assert val_bpb == pytest.approx(val_loss / math.log(2) / (meta["val_bytes"] / meta["val_tokens"]), abs=2e-4)
+
+
+def test_a_run_refuses_to_resume_on_data_in_another_tokenizer(tmp_path, bpe_dataset, char_dataset):
+    out = tmp_path / "run"
+    train(out, bpe_dataset, "--max_iters=2", "--eval_interval=2")
+    result = train(out, char_dataset, "--init_from=resume", "--max_iters=4", check=False)
+    bpe_hash = json.loads((bpe_dataset / "meta.json").read_text())["tokenizer_sha256"]
+    char_hash = tokenizer_sha256(json.loads((char_dataset / "meta.json").read_text()))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"sha256 {bpe_hash[:12]}" in result.stderr and f"sha256 {char_hash[:12]}" in result.stderr
+    assert "--tokenizer=" in result.stderr
+
+
+def test_a_target_bpb_stops_like_a_target_loss(tmp_path, char_dataset):
+    result = train(tmp_path / "run", char_dataset, "--max_iters=5", "--target_bpb=50")
+    records = losses(tmp_path / "run")[1]
+    assert records[0]["val_bpb"] <= 50 and f"reached val bpb {records[0]['val_bpb']:.4f} <= 50.0 at iteration 0" in result.stdout
+    assert records[-1] == {"iter": 0, "target_bpb": 50, "reached_s": records[-1]["reached_s"]}

@@ -17,5 +17,5 @@ from helpers.errors import report_user_errors  # noqa: E402
 
 if __name__ == "__main__":
     report_user_errors(prepare_script)(
-        __doc__, "Skylion007/openwebtext", Path(__file__).parent, val_fraction=0.0005, seed=2357
+        __doc__, "Skylion007/openwebtext", Path(__file__).parent, val_fraction=0.0005, seed=2357, vocab_size="gpt2"
     )
