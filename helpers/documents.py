@@ -68,6 +68,9 @@ def split(dataset, val_fraction: float, seed: int) -> tuple:
         if "validation" in dataset:
             return dataset["train"], dataset["validation"]
         dataset = dataset["train"]
+    if len(dataset) < 2:
+        raise UserError(f"the text holds {len(dataset)} document(s), and a train/val split needs two or more: "
+                        "separate documents with <|endoftext|> in a .txt, or give one per row or line")
     parts = dataset.train_test_split(test_size=val_fraction, seed=seed)
     return parts["train"], parts["test"]
 

@@ -23,7 +23,8 @@ from helpers.tokenizer import EOT  # noqa: E402
 
 
 def corpus_text() -> str:
-    """Real Tiny Shakespeare where ../shared exists (as in CI); a made-up text elsewhere."""
+    """Real Tiny Shakespeare where ../shared exists (this project's machines); a made-up text
+    elsewhere (a clone anywhere else)."""
     if SHARED_SHAKESPEARE.exists():
         return SHARED_SHAKESPEARE.read_text()[:200_000]
     words = "the cat sat on a mat and the dog ran to the old red barn in the rain".split()
@@ -38,8 +39,8 @@ def char_dataset(tmp_path_factory) -> Path:
 
 
 def stories(n: int | None = 40) -> list[str]:
-    """The first n stories (None: all) of the TinyStories sample where ../shared exists (as in
-    CI), made-up ones elsewhere."""
+    """The first n stories (None: all) of the TinyStories sample where ../shared exists (this
+    project's machines), made-up ones elsewhere."""
     if SHARED_STORIES.exists():
         return [s.strip() for s in SHARED_STORIES.read_text().split(EOT) if s.strip()][:n]
     names = ["Tom", "Lily", "Ben", "Mia"]

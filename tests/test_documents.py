@@ -56,6 +56,8 @@ def test_split_is_seeded_and_keeps_a_datasets_own_validation():
     assert split(docs, 0.1, seed=4)[1]["text"] != val["text"]
     own = datasets.DatasetDict({"train": docs, "validation": docs.select(range(3))})
     assert split(own, 0.1, seed=3)[1]["text"] == ["doc 0", "doc 1", "doc 2"]
+    with pytest.raises(UserError, match="holds 1 document"):
+        split(docs.select(range(1)), 0.1, seed=3)
 
 
 def test_bad_files_are_clear_errors(tmp_path):

@@ -223,9 +223,11 @@ def test_evaluations_can_skip_the_train_split_and_the_start(tmp_path, char_datas
 def test_a_trained_model_scores_another_text_in_bits_per_byte(tmp_path, bpe_dataset):
     out = tmp_path / "run"
     train(out, bpe_dataset, "--max_iters=4", "--eval_interval=4")
-    # Another text (Shakespeare, not stories) in the run's tokenizer, taken from its checkpoint.
+    # Another text (Shakespeare, not stories) in the run's tokenizer, taken from its checkpoint:
+    # thirty documents of 1,000 characters, so that it splits into train and val.
     other = tmp_path / "other.txt"
-    other.write_text("".join(part + "\n<|endoftext|>\n" for part in corpus_text()[:30_000].split("\n\n")))
+    text = corpus_text()[:30_000]
+    other.write_text("".join(text[i : i + 1000] + "\n<|endoftext|>\n" for i in range(0, len(text), 1000)))
     scored = tmp_path / "scored"
     run_script("data/tinystories/prepare.py", "--data_files", other, f"--out_dir={scored}", f"--tokenizer={out}")
     meta = json.loads((scored / "meta.json").read_text())
