@@ -12,7 +12,6 @@ training had never stopped. Ctrl-C stops after the steps under way and saves a c
 # ruff: noqa: E402
 
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -28,14 +27,13 @@ from helpers.cpu_runtime import tune_cpu_runtime
 if __name__ == "__main__":
     tune_cpu_runtime()  # before jax is imported or allocates anything (E402 below)
 
-import equinox as eqx
 import jax
 import numpy as np
 
 from configurator import configure, explicit_keys
 from helpers import archs, checkpoint, sharding
 from helpers.batches import Batches
-from helpers.data import bytes_per_token, dataset_dir, model_vocab_size, read_meta
+from helpers.data import bytes_per_token, dataset_dir, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.interrupt import StopRequest, stopped
@@ -139,10 +137,6 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {settings['remat']!r}")
 
 
-def config_table(config: GPTConfig) -> str:
-    return "\n".join(f"  {f.name:<12} {getattr(config, f.name)!r}" for f in dataclasses.fields(config))
-
-
 def make_out_dir(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -173,6 +167,39 @@ def start_processes(settings: dict) -> None:
     )
 
 
+def describe_run(log: RunLog, config: GPTConfig, model, tokens_per_iter: int, dtype_used) -> tuple[float, float]:
+    """Prints the model and the run's size; returns the FLOPs of one iteration and the peak
+    FLOP/s that MFU is measured against."""
+    n_params = model.get_num_params()
+    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(dtype_used)
+    peak *= jax.device_count()
+    log.say("model:\n" + "\n".join(f"  {f.name:<12} {getattr(config, f.name)!r}" for f in dataclasses.fields(config)))
+    log.say(f"computing in {jax.numpy.dtype(dtype_used).name} on {jax.device_count()} {jax.devices()[0].device_kind} "
+            f"device(s); {n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration; "
+            f"MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
+    return flops_per_token(config, n_params) * tokens_per_iter, peak
+
+
+def evaluate(model, batches: Batches, meta: dict, iter_num: int, dtype_used) -> tuple[dict, dict]:
+    """The mean loss of each split evaluated over eval_iters batches, and its bits per byte
+    where the dataset counts its bytes."""
+    losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
+              for split in (("train", "val") if eval_train else ("val",))}
+    # Nats per token over ln 2 are bits per token; over the bytes a token stands for, bits per byte.
+    bits_per_byte = {split: loss / math.log(2) / per_token
+                     for split, loss in losses.items() if (per_token := bytes_per_token(meta, split))}
+    return losses, bits_per_byte
+
+
+def target_reached(losses: dict, bits_per_byte: dict) -> tuple[str, float, float] | None:
+    """(measure, value, target) when val loss reached target_loss or val bpb target_bpb."""
+    if target_loss > 0 and losses["val"] <= target_loss:
+        return "loss", losses["val"], target_loss
+    if target_bpb > 0 and bits_per_byte.get("val", math.inf) <= target_bpb:
+        return "bpb", bits_per_byte["val"], target_bpb
+    return None
+
+
 @report_user_errors
 def main():
     settings = configure(globals(), preset=archs.preset_settings)
@@ -193,29 +220,14 @@ def main():
     meta = read_meta(data_dir)
     optimizer, schedule = optimizer_from_settings(settings)
     config, state, iter_num, best_val_loss = starting_state(settings, meta, optimizer, ckpt_path, explicit_keys(), log.say)
-    if config.vocab_size not in (meta["vocab_size"], model_vocab_size(meta)):
-        raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "
-                        f"{meta['vocab_size']}: train on a dataset with the model's tokenizer")
     state = sharding.place(state, config, device_mesh)
     model, opt_state = state["model"], state["opt_state"]
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
     dtype_used = compute_dtype(dtype)
     tokenizer = tokenizer_fields(meta, data_dir)  # what every checkpoint carries, to decode without the dataset
-
-    # The global batch: batch_size sequences per device on the data and fsdp axes.
-    rows = batch_size * sharding.data_parallel_size(device_mesh)
-    if rows % jax.process_count():
-        raise UserError(f"{rows} sequences per batch do not split over {jax.process_count()} processes")
-    batches = Batches(data_dir, meta, config.block_size, rows, int(state["data_seed"]), device_mesh)
-    n_params = model.get_num_params()
-    tokens_per_iter = gradient_accumulation_steps * rows * config.block_size
-    flops_per_iter = flops_per_token(config, n_params) * tokens_per_iter
-    peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(dtype_used)
-    peak *= jax.device_count()
-    log.say("model:\n" + config_table(config))
-    log.say(f"computing in {jax.numpy.dtype(dtype_used).name} on {jax.device_count()} {jax.devices()[0].device_kind} "
-            f"device(s); {n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration; "
-            f"MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
+    batches = Batches(data_dir, meta, config, batch_size, int(state["data_seed"]), device_mesh)
+    tokens_per_iter = gradient_accumulation_steps * batches.rows * config.block_size
+    flops_per_iter, peak = describe_run(log, config, model, tokens_per_iter, dtype_used)
 
     def save(best: bool):
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
@@ -227,17 +239,12 @@ def main():
             if best:
                 checkpoint.save(out / "best.eqx", header, full_state)
 
-    def evaluate_and_save() -> tuple[float, str, float, float] | None:
-        """Evaluates, logs and checkpoints. When val loss reaches target_loss, or val bits per
-        byte target_bpb, returns the seconds from the process's start to the end of this
-        evaluation, with what reached which target; else None."""
+    def evaluate_and_save() -> bool:
+        """Evaluates, logs and checkpoints; True when val loss reached target_loss, or val bits
+        per byte target_bpb."""
         nonlocal best_val_loss
-        losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
-                  for split in (("train", "val") if eval_train else ("val",))}
+        losses, bits_per_byte = evaluate(model, batches, meta, iter_num, dtype_used)
         seconds = time.time() - STARTED  # before the drawing and saving that follow
-        # Nats per token over ln 2 are bits per token; over the bytes a token stands for, bits per byte.
-        bits_per_byte = {split: loss / math.log(2) / per_token
-                         for split, loss in losses.items() if (per_token := bytes_per_token(meta, split))}
         log.evaluation(iter_num, losses, bits_per_byte)
         if not all(math.isfinite(v) for v in losses.values()):
             stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num, ckpt_path)
@@ -245,24 +252,13 @@ def main():
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and not eval_only and (improved or always_save_checkpoint):  # a score changes no checkpoint
             save(best=improved)
-        if target_loss > 0 and losses["val"] <= target_loss:
-            return seconds, "loss", losses["val"], target_loss
-        if target_bpb > 0 and bits_per_byte.get("val", math.inf) <= target_bpb:
-            return seconds, "bpb", bits_per_byte["val"], target_bpb
-        return None
-
-    def reached_target(seconds: float, measure: str, value: float, target: float) -> None:
-        log.say(f"reached val {measure} {value:.4f} <= {target} at iteration {iter_num} in {seconds:.1f} s")
-        log.record({"iter": iter_num, f"target_{measure}": target, "reached_s": seconds})
-        if main_process:
-            log.draw_losses()  # the run ends here: its picture goes to the end too
+        if reached := target_reached(losses, bits_per_byte):
+            log.target_reached(iter_num, seconds, *reached)
+        return reached is not None
 
     if eval_only or (iter_num == 0 and eval_at_start):
-        reached = evaluate_and_save()
-        if eval_only:
+        if evaluate_and_save() or eval_only:
             return
-        if reached is not None:
-            return reached_target(*reached)
     log.restart_clock(iter_num)
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a
@@ -285,18 +281,15 @@ def main():
                 log.iteration(i, loss, float(schedule(i - 1)), seconds_per_iter, tokens_per_iter,
                               flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
-            if (reached := evaluate_and_save()) is not None:
-                return reached_target(*reached)
+            if evaluate_and_save():
+                return
             log.restart_clock(iter_num)  # evaluation time is not training time
         if stop and stop.requested:
             save(best=False)
             stopped(f"interrupted at iteration {iter_num}: saved {ckpt_path}; continue with --init_from=resume")
 
-    if jax.process_count() > 1:
-        # Every process says what it holds, so a run can check they all agree.
-        params = sharding.gather(eqx.filter(model, eqx.is_array))
-        digest = hashlib.sha256(b"".join(np.asarray(p).tobytes() for p in jax.tree.leaves(params)))
-        print(f"process {jax.process_index()}: parameter digest {digest.hexdigest()}")
+    if jax.process_count() > 1:  # every process says what it holds, so a run can check they all agree
+        print(f"process {jax.process_index()}: parameter digest {sharding.parameter_digest(model)}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from helpers import sharding
-from helpers.data import batch_rng, get_batch, open_split
+from helpers.data import batch_rng, get_batch, model_vocab_size, open_split
 from helpers.errors import UserError
+from model import GPTConfig
 
 TRAIN_STREAM, VAL_STREAM = 0, 1  # batch_rng streams: train and val never share a batch
 EVAL_STREAM_OFFSET = 2  # streams 2 and 3: evaluation never draws the batches training will see
@@ -19,10 +20,17 @@ class Batches:
     """Every process draws the same global batch (the sampler is a pure function of the
     iteration) and hands its own devices their rows of it."""
 
-    def __init__(self, data_dir: Path, meta: dict, block_size: int, rows: int, data_seed: int, mesh: Mesh):
-        self.data_dir, self.vocab_size, self.block_size = data_dir, meta["vocab_size"], block_size
-        self.rows, self.data_seed, self.mesh = rows, data_seed, mesh
-        self.splits = {"train": open_split(data_dir, "train", block_size), "val": open_split(data_dir, "val", block_size)}
+    def __init__(self, data_dir: Path, meta: dict, config: GPTConfig, batch_size: int, data_seed: int, mesh: Mesh):
+        if config.vocab_size not in (meta["vocab_size"], model_vocab_size(meta)):
+            raise UserError(f"the model has vocab_size {config.vocab_size} but {data_dir} has "
+                            f"{meta['vocab_size']}: train on a dataset with the model's tokenizer")
+        # The global batch: batch_size sequences per device on the data and fsdp axes.
+        self.rows = batch_size * sharding.data_parallel_size(mesh)
+        if self.rows % jax.process_count():
+            raise UserError(f"{self.rows} sequences per batch do not split over {jax.process_count()} processes")
+        self.data_dir, self.vocab_size, self.block_size = data_dir, meta["vocab_size"], config.block_size
+        self.data_seed, self.mesh = data_seed, mesh
+        self.splits = {split: open_split(data_dir, split, config.block_size) for split in ("train", "val")}
 
     def draw(self, split: str, shape: tuple[int, int], stream: int, iter_num: int) -> tuple[np.ndarray, np.ndarray]:
         x, y = get_batch(self.splits[split], shape, self.block_size, batch_rng(self.data_seed, stream, iter_num))

@@ -84,6 +84,13 @@ class RunLog:
             self.wandb.log({"iter": iter_num} | {f"{split}/loss": loss for split, loss in losses.items()}
                            | {f"{split}/bpb": bpb for split, bpb in bits_per_byte.items()}, step=iter_num)
 
+    def target_reached(self, iter_num: int, seconds: float, measure: str, value: float, target: float) -> None:
+        """The run ends at a target: say when it got there, and draw its picture to the end."""
+        self.say(f"reached val {measure} {value:.4f} <= {target} at iteration {iter_num} in {seconds:.1f} s")
+        self.record({"iter": iter_num, f"target_{measure}": target, "reached_s": seconds})
+        if self.main_process:
+            self.draw_losses()
+
     def draw_losses(self) -> None:
         """out_dir/loss.png from the log so far. A picture is not worth stopping a run for: a
         failed write is reported and training goes on."""

@@ -11,6 +11,7 @@ rules say which mesh axis, if any, a logical name is split over. The same rule c
 parameters and the optimizer's moment estimates, which have the parameters' shapes.
 """
 
+import hashlib
 import math
 
 import equinox as eqx
@@ -95,6 +96,12 @@ def gather(state):
 
     arrays, rest = eqx.partition(state, eqx.is_array)
     return eqx.combine(multihost_utils.process_allgather(arrays, tiled=True), rest)
+
+
+def parameter_digest(model) -> str:
+    """A sha256 of the model's parameters in full: processes that agree print the same one."""
+    params = gather(eqx.filter(model, eqx.is_array))
+    return hashlib.sha256(b"".join(np.asarray(p).tobytes() for p in jax.tree.leaves(params))).hexdigest()
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 3) -> NamedSharding:
