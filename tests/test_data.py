@@ -1,5 +1,6 @@
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -19,10 +20,29 @@ def test_char_dataset_round_trip(tmp_path):
     assert tokenizer.decode(train) + tokenizer.decode(val) == text
 
 
+class CountedReads:
+    """A token array that counts how many times it is indexed."""
+
+    def __init__(self, tokens: np.ndarray):
+        self.tokens, self.reads = tokens, 0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return self.tokens[index]
+
+
 def test_get_batch_is_vectorised_shifted_and_reproducible(tmp_path):
     write_char_dataset("".join(chr(97 + i % 26) for i in range(5000)), tmp_path)
     tokens = open_split(tmp_path, "train", 16)
-    x, y = get_batch(tokens, (3, 4), 16, batch_rng(0, 0, 5))
+    # One gather for the whole batch, not a read per row; and no copy to the device at all:
+    # the batch stays on the host, for helpers/batches.py to place on the devices whole.
+    counted = CountedReads(tokens)
+    with jax.transfer_guard("disallow_explicit"):
+        x, y = get_batch(counted, (3, 4), 16, batch_rng(0, 0, 5))
+    assert counted.reads == 1 and isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
     assert x.shape == y.shape == (3, 4, 16) and x.dtype == np.int32
     np.testing.assert_array_equal(x[..., 1:], y[..., :-1])
     x2, _ = get_batch(tokens, (3, 4), 16, batch_rng(0, 0, 5))

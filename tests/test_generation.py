@@ -48,18 +48,33 @@ def traces_of(name: str):
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
-def test_one_compilation_per_shape():
+def test_one_compilation_per_shape(monkeypatch):
     generate(MODEL, PROMPT, 7, key=jax.random.key(0), num_samples=2, top_k=5)
-    with traces_of("_generate") as same_shape:
+    # Every trace counts, whatever the function's name: a loop that compiles a step per new
+    # length would add traces of its own.
+    with traces_of("") as same_shape:
         # Other prompts in the same bucket, other seeds, temperatures, top_p and top_k within
         # the same candidate pool (5..8): no new trace.
         for length, temperature, top_k, top_p in [(11, 0.5, 6, 0.8), (16, 1.0, 8, 1.0), (3, 1.5, 5, 0.1)]:
             generate(MODEL, PROMPT[:1] * length, 7, key=jax.random.key(length), num_samples=2,
                      temperature=temperature, top_k=top_k, top_p=top_p)
     assert same_shape == []
-    with traces_of("_generate") as new_shape:
+    # One compilation would not show a loop that re-encodes the whole window for every token:
+    # the lengths the model decodes at once, while the new shape is traced.
+    decoded = []
+    decode = GPT.decode
+
+    def recording(self, idx, cache, pos):
+        decoded.append(idx.shape[0])
+        return decode(self, idx, cache, pos)
+
+    monkeypatch.setattr(GPT, "decode", recording)
+    with traces_of("") as new_shape:
         generate(MODEL, PROMPT, 8, key=jax.random.key(0), num_samples=2, top_k=5)  # a new max_new_tokens
-    assert len(new_shape) == 1
+    assert new_shape == ["_generate"]
+    # The prompt's bucket (16) and each new token alone (1); a crop re-encodes block_size // 2
+    # tokens (16 too). Never a whole window per token.
+    assert sorted(set(decoded)) == [1, 16]
 
 
 def test_top_k_one_and_tiny_top_p_are_greedy():

@@ -11,7 +11,7 @@ from jaxprs import equations
 
 from helpers.optim import lr_schedule, make_optimizer
 import model as model_module
-from helpers.training import make_step
+from helpers.training import loss_fn, make_step
 from model import MIXERS, REMAT_POLICIES, GPT, CausalConv, CausalSelfAttention, GPTConfig, attend, causal_mask, swiglu_hidden
 
 SMALL = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32)
@@ -96,7 +96,7 @@ class _Recorder(eqx.Module):
         return y
 
 
-def test_dropout_is_deterministic_given_a_key_and_off_in_inference():
+def test_dropout_is_deterministic_given_a_key_and_off_in_inference(monkeypatch):
     config = GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=32, dropout=0.2)
     model = GPT(config, key=jax.random.key(0))
     idx = jnp.arange(16) % 50
@@ -107,6 +107,30 @@ def test_dropout_is_deterministic_given_a_key_and_off_in_inference():
     np.testing.assert_array_equal(inference(idx), inference(idx))
     with pytest.raises(RuntimeError, match="key"):
         model(idx)
+    # Different outputs for different keys would not show one mask shared by every layer or
+    # every sequence: record each mask that dropout applies (the zeros of its output).
+    masks = []
+    dropout = eqx.nn.Dropout.__call__
+
+    def recording(self, x, *, key=None, **kwargs):
+        out = dropout(self, x, key=key, **kwargs)
+        if key is not None:  # a callback sees the values of every scan step and every vmapped row
+            jax.debug.callback(lambda dropped: masks.append(np.asarray(dropped).tobytes()), out == 0)
+        return out
+
+    def applied(run) -> tuple[int, int]:
+        """How many masks `run` applies, and how many of them are distinct."""
+        masks.clear()
+        run()
+        jax.effects_barrier()  # callbacks may run after the call returns
+        return len(masks), len(set(masks))
+
+    monkeypatch.setattr(eqx.nn.Dropout, "__call__", recording)
+    n = 1 + 2 * config.n_layer  # the embeddings, then attention and MLP in each layer
+    assert applied(lambda: model(idx, key=jax.random.key(1))) == (n, n)
+    # The training loss, over a batch of one sequence three times: a mask of its own per row.
+    batch = jnp.stack([idx] * 3)
+    assert applied(lambda: loss_fn(model, batch, batch, jax.random.key(1))) == (3 * n, 3 * n)
 
 
 @pytest.mark.parametrize(

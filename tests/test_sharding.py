@@ -30,10 +30,13 @@ def device_bytes(tree) -> int:  # the bytes of the tree's arrays on the first de
                for shard in leaf.addressable_shards if shard.device == device)
 
 
-optimizer = make_optimizer(lr_schedule(1e-2, 2, 5, 1e-3, True), 0.1, 0.9, 0.95, 1.0)
+schedule = lr_schedule(1e-2, 2, 5, 1e-3, True)
+optimizers = {"adamw": make_optimizer(schedule, 0.1, 0.9, 0.95, 1.0),
+              "muon": make_optimizer(schedule, 0.1, 0.9, 0.95, 1.0, muon_schedule=lambda step: 2 * schedule(step))}
 batches = np.random.default_rng(0).integers(0, 40, (5, 1, 16, 17)).astype(np.int32)
 result = {}
-for spec in ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]:
+for name, spec in [(name, spec) for name in optimizers for spec in ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]]:
+    optimizer = optimizers[name]
     devices = jax.devices()[:1] if spec == "data:1,fsdp:1" else jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices).reshape(1, 1), sharding.MESH_AXES) if len(devices) == 1 \\
         else sharding.make_mesh(spec)
@@ -47,7 +50,7 @@ for spec in ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]:
         y = jax.device_put(batch[..., 1:], sharding.batch_sharding(mesh))
         model, opt_state, loss = make_step(model, opt_state, x, y, jax.random.key(0), optimizer)
         losses.append(float(loss))
-    result[spec] = {"losses": losses, "bytes_before": before,
+    result[f"{name} {spec}"] = {"losses": losses, "bytes_before": before,
                     "bytes_after": device_bytes((model, opt_state)),
                     "wte": np.asarray(model.wte.weight).tolist()}
 json.dump(result, sys.stdout)
@@ -64,15 +67,23 @@ def eight_device_runs() -> dict:
     return json.loads(run_child(EIGHT_DEVICES, 8).stdout)
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 @pytest.mark.parametrize("spec", ["data:8", "fsdp:8", "data:2,fsdp:4"])
-def test_sharded_losses_equal_the_single_device_run(eight_device_runs, spec):
-    single = eight_device_runs["data:1,fsdp:1"]
-    np.testing.assert_allclose(eight_device_runs[spec]["losses"], single["losses"], atol=1e-5)
-    np.testing.assert_allclose(eight_device_runs[spec]["wte"], single["wte"], atol=1e-5)
+def test_sharded_losses_equal_the_single_device_run(eight_device_runs, optimizer, spec):
+    single, sharded = eight_device_runs[f"{optimizer} data:1,fsdp:1"], eight_device_runs[f"{optimizer} {spec}"]
+    np.testing.assert_allclose(sharded["losses"], single["losses"], atol=1e-5)
+    np.testing.assert_allclose(sharded["wte"], single["wte"], atol=1e-5)
 
 
-def test_fsdp_holds_an_eighth_of_the_state_per_device(eight_device_runs):
-    replicated, fsdp = eight_device_runs["data:8"], eight_device_runs["fsdp:8"]
+def test_muon_and_adamw_train_differently(eight_device_runs):
+    # Otherwise the muon cases above could be AdamW under another name.
+    adamw, muon = eight_device_runs["adamw data:1,fsdp:1"], eight_device_runs["muon data:1,fsdp:1"]
+    assert abs(adamw["losses"][-1] - muon["losses"][-1]) > 1e-4
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_fsdp_holds_an_eighth_of_the_state_per_device(eight_device_runs, optimizer):
+    replicated, fsdp = eight_device_runs[f"{optimizer} data:8"], eight_device_runs[f"{optimizer} fsdp:8"]
     for when in ("bytes_before", "bytes_after"):
         assert fsdp[when] < 0.15 * replicated[when]  # 1/8 = 0.125, plus small replicated scalars
 
