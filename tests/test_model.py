@@ -372,6 +372,9 @@ def test_remat_recomputes_layers_to_the_same_gradient(scan_layers):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+# On a GPU, a model this small has activations smaller than the matmul libraries' workspaces,
+# which the scratch figure also counts: it does not show what remat keeps (docs/performance.md).
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the scratch figure measures remat on XLA's CPU backend")
 def test_remat_over_scanned_layers_keeps_less_for_the_backward_pass():
     # Scanned: the backward loop recomputes each layer when it reaches it. (Unrolled, XLA is
     # free to run the recomputation early, and on a CPU the memory did not drop: docs/performance.md.)

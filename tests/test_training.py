@@ -62,7 +62,9 @@ def test_steps_in_one_call_equal_one_call_each():
     assert looped_losses.shape == (3,) and len(set(losses)) == 3
     np.testing.assert_allclose(looped_losses, losses, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(eqx.filter(model, eqx.is_array)), jax.tree.leaves(eqx.filter(looped, eqx.is_array))):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        # A GPU may sum in another order in the two programs; a wrong key or batch would move a
+        # weight by about a learning rate (1e-4 or more).
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @MODELS.register("test-capped")
