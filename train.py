@@ -43,7 +43,7 @@ from helpers.run_log import RunLog
 from helpers.run_start import starting_state
 from helpers.tokenizer import tokenizer_fields
 from helpers.training import DTYPE_CHOICES, compute_dtype, eval_loss, make_steps
-from model import REMAT_POLICIES, GPTConfig
+from model import GPT, REMAT_POLICIES, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
 # I/O
@@ -167,7 +167,7 @@ def start_processes(settings: dict) -> None:
     )
 
 
-def describe_run(log: RunLog, config: GPTConfig, model, tokens_per_iter: int, dtype_used) -> tuple[float, float]:
+def describe_run(log: RunLog, config: GPTConfig, model: GPT, tokens_per_iter: int, dtype_used) -> tuple[float, float]:
     """Prints the model and the run's size; returns the FLOPs of one iteration and the peak
     FLOP/s that MFU is measured against."""
     n_params = model.get_num_params()
@@ -180,7 +180,7 @@ def describe_run(log: RunLog, config: GPTConfig, model, tokens_per_iter: int, dt
     return flops_per_token(config, n_params) * tokens_per_iter, peak
 
 
-def evaluate(model, batches: Batches, meta: dict, iter_num: int, dtype_used) -> tuple[dict, dict]:
+def evaluate(model: GPT, batches: Batches, meta: dict, iter_num: int, dtype_used) -> tuple[dict, dict]:
     """The mean loss of each split evaluated over eval_iters batches, and its bits per byte
     where the dataset counts its bytes."""
     losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
