@@ -98,7 +98,7 @@ def gather(state):
     return eqx.combine(multihost_utils.process_allgather(arrays, tiled=True), rest)
 
 
-def parameter_digest(model) -> str:
+def parameter_digest(model: eqx.Module) -> str:
     """A sha256 of the model's parameters in full: processes that agree print the same one."""
     params = gather(eqx.filter(model, eqx.is_array))
     return hashlib.sha256(b"".join(np.asarray(p).tobytes() for p in jax.tree.leaves(params))).hexdigest()

@@ -20,13 +20,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from helpers.cpu_runtime import cpu_backend_expected  # noqa: E402
 from helpers.data import write_char_dataset  # noqa: E402
+from helpers.tokenizer import EOT  # noqa: E402
 
 if not cpu_backend_expected():
     # On a GPU, XLA multiplies float32 matrices in TF32 (10-bit mantissas) unless asked
     # otherwise, and the tests compare float32 paths to 1e-5: they ask for full float32, in the
     # scripts they launch too. A CPU computes full float32 anyway.
     os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
-from helpers.tokenizer import EOT  # noqa: E402
 
 
 def corpus_text() -> str:

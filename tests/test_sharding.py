@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, TINY, run_script
 
 EIGHT_DEVICES = """
-import json, sys
+import itertools, json, sys
 import equinox as eqx, jax, jax.numpy as jnp, numpy as np
 from helpers import sharding
 from helpers.optim import lr_schedule, make_optimizer
@@ -35,8 +35,7 @@ optimizers = {"adamw": make_optimizer(schedule, 0.1, 0.9, 0.95, 1.0),
               "muon": make_optimizer(schedule, 0.1, 0.9, 0.95, 1.0, muon_schedule=lambda step: 2 * schedule(step))}
 batches = np.random.default_rng(0).integers(0, 40, (5, 1, 16, 17)).astype(np.int32)
 result = {}
-for name, spec in [(name, spec) for name in optimizers for spec in ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]]:
-    optimizer = optimizers[name]
+for (name, optimizer), spec in itertools.product(optimizers.items(), ["data:1,fsdp:1", "data:8", "fsdp:8", "data:2,fsdp:4"]):
     devices = jax.devices()[:1] if spec == "data:1,fsdp:1" else jax.devices()
     mesh = jax.sharding.Mesh(np.array(devices).reshape(1, 1), sharding.MESH_AXES) if len(devices) == 1 \\
         else sharding.make_mesh(spec)
