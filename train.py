@@ -97,6 +97,7 @@ optimizer = "adamw"  # adamw (nanoGPT's), or muon: Muon on the blocks' matrices,
 learning_rate = 1e-3  # peak learning rate (with muon: of the AdamW side)
 muon_learning_rate = 0.02  # with muon: peak learning rate of the Muon side
 muon_momentum = 0.95  # with muon: Muon's momentum
+muon_ns_steps = 5  # with muon: Newton-Schulz iterations that orthogonalise each update (fewer: cheaper, rougher)
 max_iters = 2500  # optimizer steps in total
 weight_decay = 1e-1  # weight decay, on weight matrices (and with adamw, embeddings) only
 beta1 = 0.9  # AdamW beta1
@@ -122,7 +123,7 @@ peak_flops = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
 def check_settings(settings: dict) -> None:
     """Mistakes that would otherwise surface as a shape error deep inside JAX."""
     for key in ("batch_size", "block_size", "gradient_accumulation_steps", "steps_per_call", "eval_iters",
-                "eval_interval", "log_interval"):
+                "eval_interval", "log_interval", "muon_ns_steps"):
         if settings[key] <= 0:
             raise UserError(f"{key} must be positive, got {settings[key]}")
     if settings["max_iters"] < 0:

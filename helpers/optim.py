@@ -58,17 +58,19 @@ def muon_dimensions(params):
 
 def make_optimizer(
     schedule: optax.Schedule, weight_decay: float, beta1: float, beta2: float, grad_clip: float,
-    muon_schedule: optax.Schedule | None = None, muon_momentum: float = 0.95,
+    muon_schedule: optax.Schedule | None = None, muon_momentum: float = 0.95, muon_ns_steps: int = 5,
 ) -> optax.GradientTransformation:
     """AdamW on every leaf (decaying the matrices only); or, given `muon_schedule`, Muon on the
     blocks' matrices (decayed) and AdamW with `schedule` on the rest (not decayed). optax's Muon
-    runs its AdamW side with Nesterov momentum."""
+    runs its AdamW side with Nesterov momentum. Each Newton-Schulz step costs three matmuls per
+    matrix: on a small model, fewer steps (a rougher orthogonalisation) buy noticeably faster
+    updates."""
     if muon_schedule is None:
         update = optax.adamw(schedule, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask)
     else:
         update = optax.contrib.muon(muon_schedule, beta=muon_momentum, weight_decay=weight_decay, adam_b1=beta1,
                                     adam_b2=beta2, adam_learning_rate=schedule,
-                                    muon_weight_dimension_numbers=muon_dimensions)
+                                    muon_weight_dimension_numbers=muon_dimensions, ns_steps=muon_ns_steps)
     if grad_clip == 0.0:
         return update
     return optax.chain(optax.clip_by_global_norm(grad_clip), update)
@@ -87,7 +89,7 @@ def optimizer_from_settings(settings: dict) -> tuple[optax.GradientTransformatio
         muon_schedule = lambda step: scale * schedule(step)  # noqa: E731
     optimizer = make_optimizer(
         schedule, settings["weight_decay"], settings["beta1"], settings["beta2"], settings["grad_clip"],
-        muon_schedule, settings.get("muon_momentum", 0.95),
+        muon_schedule, settings.get("muon_momentum", 0.95), settings.get("muon_ns_steps", 5),
     )
     if settings.get("skip_nonfinite"):
         # optax skips (and counts) any update whose gradients are not all finite.

@@ -35,10 +35,11 @@ def test_unknown_devices_are_measured():
     assert source == "measured float32 matmul on NVIDIA GeForce RTX 4090"
 
 
-@pytest.mark.parametrize("tick, timed_runs", [(1 / 8, 5), (1 / 128, 24)])  # exact binary fractions
+@pytest.mark.parametrize("tick, timed_runs", [(1 / 8, 5), (1 / 1024, 50)])  # exact binary fractions
 def test_measurement_warms_up_then_times_enough_runs_and_seconds_and_takes_the_best(monkeypatch, tick, timed_runs):
     # A fake clock: the first timed run takes 3 ticks, every later one a tick. So 5 runs at
-    # least, and at least 0.2 s of them: with 1/128 s ticks, 3 + 23 ticks of 24 runs.
+    # least, and at least 0.05 s of them: with 1/1024 s ticks, 3 + 49 ticks of 50 runs (3 + 48
+    # would fall just short).
     clock = itertools.accumulate(itertools.chain([0.0, 3 * tick], itertools.repeat(tick)))
     monkeypatch.setattr(flops, "perf_counter", lambda: next(clock))
     calls, dtypes, real_jit = [], [], jax.jit

@@ -92,10 +92,17 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(layers):
     n_leaves = len(jax.tree.leaves(params))
     assert n_leaves > len(muon) + 5
     # One update: Muon's updates of a stacked matrix are orthogonal per layer (equal singular values).
-    optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.0, 0.9, 0.95, 0.0, optax.constant_schedule(0.02))
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
-    updates, _ = jax.jit(optimizer.update)(grads, optimizer.init(params), params)
-    c_fc = updates.h.mlp.c_fc.weight if not layers else updates.h[0].mlp.c_fc.weight[None]
-    for matrix in c_fc:
-        singular = jnp.linalg.svd(matrix, compute_uv=False)
-        assert float(singular.max() / singular.min()) < 2  # Newton-Schulz: roughly equal (a gradient's: about 3)
+
+    def spreads(ns_steps):  # largest over smallest singular value of each layer's c_fc update
+        optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.0, 0.9, 0.95, 0.0, optax.constant_schedule(0.02),
+                                   muon_ns_steps=ns_steps)
+        updates, _ = jax.jit(optimizer.update)(grads, optimizer.init(params), params)
+        c_fc = updates.h.mlp.c_fc.weight if not layers else updates.h[0].mlp.c_fc.weight[None]
+        singular = [jnp.linalg.svd(matrix, compute_uv=False) for matrix in c_fc]
+        return [float(s.max() / s.min()) for s in singular]
+
+    five = spreads(5)
+    assert max(five) < 2  # Newton-Schulz: roughly equal (a gradient's: about 3)
+    # muon_ns_steps reaches optax: a single Newton-Schulz step leaves the updates further from orthogonal.
+    assert min(spreads(1)) > max(five) + 0.2

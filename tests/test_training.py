@@ -102,3 +102,15 @@ def test_a_subclass_its_config_does_not_name_is_refused():
 
     with pytest.raises(ValueError, match="register the class with @MODELS.register"):
         Unregistered(CONFIG, key=jax.random.key(0))
+
+
+def test_the_lighter_compile_of_init_draws_the_same_weights():
+    from helpers.training import INIT_COMPILER_OPTIONS
+
+    config = GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=32, position="rope", qk_norm=True,
+                       tie_head=False)
+    key = jax.random.key(3)
+    plain = eqx.filter_jit(GPT)(config, key=key)
+    light = eqx.filter_jit(GPT, compiler_options=INIT_COMPILER_OPTIONS["cpu"])(config, key=key)
+    for a, b in zip(jax.tree.leaves(eqx.filter(plain, eqx.is_array)), jax.tree.leaves(eqx.filter(light, eqx.is_array))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
