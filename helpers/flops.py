@@ -27,12 +27,17 @@ def flops_per_token(config: GPTConfig, n_params_non_embedding: int) -> float:
     return 6 * n_params_non_embedding + 12 * config.n_layer * config.n_head * head_size * config.block_size
 
 
-def measure_matmul_peak(size: int = 1024, dtype=jnp.float32, min_runs: int = 5, min_seconds: float = 0.05) -> float:
+def measure_matmul_peak(
+    size: int | None = None, dtype=jnp.float32, min_runs: int = 5, min_seconds: float = 0.05
+) -> float:
     """FLOP/s of the fastest of many large square matmuls in `dtype`: what this device actually
     sustains. Timing goes on until it has at least `min_runs` runs and `min_seconds` of them,
     so one slow run (another process, a frequency change) does not set the figure. Every
-    training run measures it at start-up, so it is kept short: 1024-wide matmuls already run
-    at a CPU's full speed (docs/performance.md)."""
+    training run measures it at start-up, so it is kept short: by default 1024-wide matmuls on
+    a CPU, which already run there at full speed (docs/performance.md), and 2048-wide ones on an
+    accelerator, where smaller ones would be held back by the cost of launching them."""
+    if size is None:
+        size = 1024 if jax.default_backend() == "cpu" else 2048
     a = jnp.ones((size, size), dtype)
     matmul = jax.jit(lambda a: a @ a)
     matmul(a).block_until_ready()  # compiles, and runs once untimed (first-touch allocations)

@@ -73,9 +73,8 @@ def test_the_optimizer_decays_the_matrices_only_and_clips():
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(layers):
     import equinox as eqx
     import jax.numpy as jnp
-    import optax
 
-    from helpers.optim import LINEAR_MATRIX, make_optimizer, muon_dimensions
+    from helpers.optim import LINEAR_MATRIX, muon_dimensions, optimizer_from_settings
 
     config = GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16, bias=True, tie_head=False,
                        layers=layers)
@@ -95,8 +94,10 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(layers):
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
 
     def spreads(ns_steps):  # largest over smallest singular value of each layer's c_fc update
-        optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.0, 0.9, 0.95, 0.0, optax.constant_schedule(0.02),
-                                   muon_ns_steps=ns_steps)
+        # Built from train.py's settings, as a run builds it.
+        optimizer, _ = optimizer_from_settings(dict(
+            optimizer="muon", learning_rate=1e-3, muon_learning_rate=0.02, muon_ns_steps=ns_steps, warmup_iters=0,
+            lr_decay_iters=10, min_lr=1e-3, decay_lr=False, weight_decay=0.0, beta1=0.9, beta2=0.95, grad_clip=0.0))
         updates, _ = jax.jit(optimizer.update)(grads, optimizer.init(params), params)
         c_fc = updates.h.mlp.c_fc.weight if not layers else updates.h[0].mlp.c_fc.weight[None]
         singular = [jnp.linalg.svd(matrix, compute_uv=False) for matrix in c_fc]

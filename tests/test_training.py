@@ -104,6 +104,7 @@ def test_a_subclass_its_config_does_not_name_is_refused():
         Unregistered(CONFIG, key=jax.random.key(0))
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the lighter compile is the CPU backend's option")
 def test_the_lighter_compile_of_init_draws_the_same_weights():
     from helpers.training import INIT_COMPILER_OPTIONS
 
