@@ -42,9 +42,9 @@ n_head = 4  # attention heads (default: the arch's)
 n_embd = 128  # residual width (default: the arch's)
 block_size = 64  # tokens per sequence (default: the arch's)
 vocab_size = 65  # vocabulary (default: the arch's)
-mlp = "gelu"  # gelu or swiglu (default: the arch's)
+mlp = "gelu"  # the MLP (default: the arch's)
 scan_layers = False  # scan over the layers, or unroll them (default: the arch's)
-remat = "none"  # gradient checkpointing: none, dots or full (default: the arch's)
+remat = "none"  # gradient checkpointing: none, dots or full
 batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
 dtype = "auto"  # compute dtype: auto (bfloat16 on a GPU or TPU, float32 on a CPU), float32 or bfloat16
 steps = 20  # timed steps (a multiple of steps_per_call); the median is reported
@@ -116,7 +116,7 @@ def time_jax(config, batch: int) -> dict:
         with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             compiled = make_steps.lower(model, opt_state, example, example, key, first_iter, optimizer,
-                                        dtype_used).compile()
+                                        dtype_used, remat).compile()
         compile_s = time.perf_counter() - start
         # What one call allocates besides its inputs and outputs (activations kept for the
         # backward pass, among others): exact, from the compiler, unlike a peak RSS.
@@ -127,7 +127,7 @@ def time_jax(config, batch: int) -> dict:
             x, y = get_batch(token_file, rows, config.block_size, batch_rng(0, 0, i))
             x, y = jnp.asarray(x), jnp.asarray(y)
             host_s = time.perf_counter() - start
-            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, dtype_used)
+            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, dtype_used, remat)
             losses.block_until_ready()
             if i > 0:
                 times.append((time.perf_counter() - start) / steps_per_call)
@@ -239,7 +239,7 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
     print(
         f"arch={arch} n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
         f"block_size={config.block_size} vocab_size={config.vocab_size} batch_size={batch} "
-        f"mlp={config.mlp} scan_layers={config.scan_layers} remat={config.remat} dtype={dtype}, {steps} steps "
+        f"mlp={config.mlp} scan_layers={config.scan_layers} remat={remat} dtype={dtype}, {steps} steps "
         f"({steps_per_call} per compiled call on our side), medians"
     )
     for r in rows:

@@ -1,24 +1,39 @@
 """Settings for scripts, nanoGPT style: `python train.py config/some_file.py --key=value ...`.
 
-A script's settings are its module-level globals with simple values (numbers, strings, bools).
-Config files are applied first, in order, then --key=value overrides. Unlike nanoGPT, every
-name is checked: an unknown key names the closest valid one, and a value of the wrong type
-says which type was expected. The trailing comment on each setting's line is its help text.
+A script's settings are its module-level globals with simple values (numbers, strings, bools,
+tuples of strings). A script that builds a model (train.py, check.py) also takes every option
+that a registered component declares (helpers/registry.py). Config files run first, in order:
+each is ordinary Python, which may register components, declare options and set settings.
+Then every --key=value applies, wherever it stands on the command line; --help and --list
+answer after the files have run, so they show what the files add.
+
+A file may set any script's settings: each script takes the ones it knows and leaves the rest to
+the others, so one file serves train.py, sample.py and check.py. Any other name in a file is the
+file's own (a helper variable), unless it is a near miss of a setting ("did you mean"). A key
+typed on the command line must be one this script knows. Every value is checked against its
+declaration (an Option): the type of its default and, for a model's fields and options, the
+values they accept. The trailing comment on a setting's line is its help text.
 
 Config files are ordinary Python, executed with the permissions of the user who runs the
 script: only use config files you trust, as you would any script.
 """
 
 import ast
+import dataclasses
 import difflib
 import io
 import runpy
 import sys
 import tokenize
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers.errors import UserError
+from helpers.registry import OPTIONS, Option, owners
 
+ROOT = Path(__file__).resolve().parent
+SCRIPTS = ("train.py", "sample.py", "check.py", "plot.py", "bench.py")  # whose settings a config file may set
 SETTING_TYPES = (bool, int, float, str, tuple)  # a tuple setting holds strings
 
 
@@ -26,130 +41,182 @@ class ConfigError(UserError):
     """A config file or --key=value that cannot be applied."""
 
 
+class Settings(dict):
+    """A script's settings by name; `explicit` holds the names that a config file or the command
+    line set (the rest are defaults, or a preset's)."""
+
+    def __init__(self, values: dict, explicit: set[str]):
+        super().__init__(values)
+        self.explicit = explicit
+
+
 def settings_of(namespace: dict) -> dict:
-    """The names in a script's globals that are settings: lower-case, public, of a simple type
-    (UPPER_CASE names are the script's constants)."""
+    """The names in a script's globals (or a config file's) that are settings: lower-case,
+    public, of a simple type (UPPER_CASE names are constants, _names helpers)."""
     return {
         k: v for k, v in namespace.items()
         if not k.startswith("_") and not k.isupper() and type(v) in SETTING_TYPES
     }
 
 
-def check_type(key: str, value, default):
-    """`value` if it has the default's type (an int is accepted where a float is expected)."""
-    if isinstance(default, float) and type(value) is int:
-        return float(value)
-    if isinstance(default, tuple):
-        if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key} must be a tuple of strings, like ('a', 'b'), got {value!r}")
-        return tuple(value)
-    if type(value) is not type(default):
-        raise ConfigError(
-            f"{key} must be {type(default).__name__} (like the default {default!r}), "
-            f"got {type(value).__name__} {value!r}"
-        )
-    return value
+def script_settings(path: Path) -> dict[str, Option]:
+    """A script's settings read from its source, without running it: each module-level
+    `name = literal` line, with the comment at its end as help."""
+    text = Path(path).read_text()
+    comments = {tok.start[0]: tok.string.lstrip("# ").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(text).readline) if tok.type == tokenize.COMMENT}
+    found = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:  # not a literal: not a setting
+                continue
+            if settings_of({name: value}):
+                found[name] = Option(value, comments.get(node.lineno, ""))
+    return found
 
 
-def unknown_key_error(key: str, known) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return ConfigError(f"unknown config key {key!r}; {hint}(--help lists every key)")
-
-
-def parse_value(key: str, text: str, default):
-    """A command-line value: a Python literal, except that a string setting takes the raw text
-    (so --dataset=shakespeare_char needs no quotes), and so does a one-string tuple
-    (--stop=END means ("END",); --stop='("a", "b")' gives two)."""
-    if isinstance(default, str):
-        return text
-    if isinstance(default, tuple) and not text.startswith(("(", "[")):
-        return (text,) if text else ()
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ConfigError(
-            f"--{key}={text} is not a valid {type(default).__name__} (default: {default!r})"
-        ) from None
-    return check_type(key, value, default)
-
-
-def apply_config_file(path: str, settings: dict) -> dict:
-    """The settings a config file assigns, checked against the known ones."""
+def run_config_file(path: str) -> dict:
+    """Runs a config file; the values it assigns to public lower-case names (not the modules it
+    imports, nor the functions and classes it defines). A value of the wrong type for a setting
+    is checked where it is applied, never dropped."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {path} does not exist (arguments that set keys look like --key=value)")
     try:
-        # An ordinary module, run in one namespace: its functions and classes see its imports,
-        # so a file can define and register components (docs/adding_a_model.md) as well as set keys.
-        namespace = runpy.run_path(str(file), run_name="__config__")
+        # An ordinary module, run in one namespace: its functions and classes see its imports, so
+        # a file can define and register components (docs/adding_a_model.md) as well as set keys.
+        # Its own module name: a component registered again by the same file replaces itself.
+        namespace = runpy.run_path(str(file), run_name=f"config:{file.resolve()}")
+    except UserError:
+        raise
     except Exception as error:
         raise ConfigError(f"config file {path} failed: {type(error).__name__}: {error}") from None
-    updates = {}
-    for key, value in settings_of(namespace).items():
-        if key not in settings:
-            raise unknown_key_error(key, settings)
-        updates[key] = check_type(key, value, settings[key])
-    return updates
+    return {k: v for k, v in namespace.items() if not k.startswith("_") and not k.isupper() and not callable(v)
+            and not isinstance(v, types.ModuleType)}
 
 
-def descriptions(script: str) -> dict:
-    """Help text for each setting: the comment at the end of the line that assigns it."""
-    text = Path(script).read_text()
-    comments = {
-        tok.start[0]: tok.string.lstrip("# ").strip()
-        for tok in tokenize.generate_tokens(io.StringIO(text).readline)
-        if tok.type == tokenize.COMMENT
-    }
+def other_scripts(namespace: dict) -> dict[str, Option]:
+    """The settings of the repository's other scripts, with their help: a config file may set
+    them for those scripts, and check.py takes train.py's."""
+    this = Path(namespace["__file__"]).resolve()
     found = {}
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            found[node.targets[0].id] = comments.get(node.lineno, "")
+    for script in SCRIPTS:
+        if (ROOT / script).is_file() and (ROOT / script).resolve() != this:
+            found |= {name: option for name, option in script_settings(ROOT / script).items() if name not in found}
     return found
 
 
-def help_text(settings: dict, script: str) -> str:
-    meanings = descriptions(script)
-    width = max(len(k) for k in settings)
-    lines = [f"usage: python {Path(script).name} [config_file.py ...] [--key=value ...]", ""]
-    lines += [f"  --{k:<{width}} = {v!r:<22} {meanings.get(k, '')}" for k, v in settings.items()]
+def declarations(namespace: dict, elsewhere: dict[str, Option], models: bool) -> dict[str, Option]:
+    """Everything this script accepts, declared: its own settings, with the help on their line
+    (else a model field's from GPTConfig, else another script's for the same name) and a model
+    field's valid values; then, for a script that builds models, every option the registered
+    components declare."""
+    # Imported when asked: bench.py configures only after tuning the CPU runtime, which must come
+    # before jax. components: the optional built-ins register their names and options.
+    import components  # noqa: F401
+    from model import GPTConfig
+
+    fields = GPTConfig.declarations()
+    comments = {name: option.help for name, option in script_settings(namespace["__file__"]).items()}
+    accepted = {}
+    for name, value in settings_of(namespace).items():
+        option = dataclasses.replace(fields[name], default=value) if name in fields else Option(value, "")
+        help = comments.get(name) or option.help or (elsewhere[name].help if name in elsewhere else "")
+        accepted[name] = dataclasses.replace(option, help=help)
+    if models:
+        for name, option in OPTIONS.items():
+            if name in accepted or name in elsewhere:
+                raise ConfigError(f"option {name!r}, declared by {' and '.join(owners(name))}, has the name of a "
+                                  "script's setting: declare it under another name")
+            accepted[name] = option
+    return accepted
+
+
+def checked(option: Option, key: str, value):
+    """`value` checked against its declaration; a mistake is the user's one-line error."""
+    try:
+        return option.check(key, value)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def help_text(accepted: dict[str, Option], namespace: dict) -> str:
+    script = Path(namespace["__file__"]).name
+    own = [name for name in accepted if name not in OPTIONS]
+    width = max(len(k) for k in accepted)
+    line = lambda k: f"  --{k:<{width}} = {accepted[k].default!r:<22} {accepted[k].describe()}"  # noqa: E731
+    lines = [f"usage: python {script} [config_file.py ...] [--key=value ...]", "", *map(line, own)]
+    options = [name for name in accepted if name in OPTIONS]
+    if options:
+        lines += ["", "options that the registered components declare (set for all layers, or per layer in --layers):"]
+        lines += [f"{line(k)} [{' and '.join(owners(k))}]" for k in options]
     return "\n".join(lines)
 
 
-def configure(namespace: dict, argv: list[str] | None = None, preset=None) -> dict:
+def unknown_key_error(key: str, accepted, elsewhere: set[str], script: str) -> ConfigError:
+    if key in elsewhere:
+        return ConfigError(f"--{key} is not a setting of {script} (another script's, or an option of a model "
+                           f"it does not build): --help lists {script}'s keys")
+    close = difflib.get_close_matches(key, list(accepted), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (--help lists every key; an option of your own "
+                       "needs the file that declares it, first on the command line)")
+
+
+def configure(namespace: dict, argv: list[str] | None = None, preset: Callable | None = None, models: bool = False,
+              listing: Callable | None = None, command_line_only: tuple[str, ...] = ()) -> Settings:
     """Apply config files and --key=value arguments to a script's globals, in place.
 
-    Returns the resulting settings (for logging and checkpoints). `--help` prints every
-    setting with its default and meaning, then exits. `preset`, if given, is a function of
-    the settings (once every file and argument is read) returning more values to apply under
-    them: a named preset's values beat the defaults, and anything set explicitly beats both.
+    Returns every setting (for logging and checkpoints), with the options that were set when
+    `models`. `--help` prints every setting with its default and meaning, `--list` prints
+    `listing()` (what is registered); both then exit. `preset`, if given, is a function of the
+    settings (once every file and argument is read) returning more values to apply under them:
+    a named preset's values beat the defaults, and anything set explicitly beats both. Keys in
+    `command_line_only` are this script's on the command line alone: in a file, a name this
+    script shares with another means the other's (sample.py's init_from is not train.py's).
     """
     argv = sys.argv[1:] if argv is None else argv
-    settings = settings_of(namespace)
+    script = Path(namespace["__file__"]).name
+    files = [arg for arg in argv if not arg.startswith("-")]
+    from_files = [(path, run_config_file(path)) for path in files]
+    others = other_scripts(namespace)
+    accepted = declarations(namespace, others, models)
     if "--help" in argv or "-h" in argv:
-        print(help_text(settings, namespace["__file__"]))
+        print(help_text(accepted, namespace))
         sys.exit(0)
+    if "--list" in argv and listing is not None:
+        print(listing())
+        sys.exit(0)
+    elsewhere = set(others) | set(OPTIONS)
     explicit: dict = {}
+    for path, values in from_files:
+        for key, value in values.items():
+            if key in accepted and key not in command_line_only:
+                explicit[key] = checked(accepted[key], key, value)
+            elif key in accepted or key in elsewhere or type(value) not in SETTING_TYPES:
+                continue  # another script's setting, or one of the file's own objects
+            elif close := difflib.get_close_matches(key, [*accepted, *elsewhere], 1, 0.8):
+                raise ConfigError(f"{path} sets {key!r}, which no script takes: did you mean {close[0]!r}? "
+                                  "(a name of the file's own may start with _)")
     for arg in argv:
-        if not arg.startswith("--"):
-            explicit.update(apply_config_file(arg, settings))
+        if not arg.startswith("-") or arg in ("--help", "-h", "--list"):
             continue
-        key, eq, text = arg[2:].partition("=")
-        if key not in settings:
-            raise unknown_key_error(key, settings)
-        if not eq and type(settings[key]) is not bool:
+        key, eq, text = arg.lstrip("-").partition("=")
+        if key not in accepted:
+            raise unknown_key_error(key, accepted, elsewhere, script)
+        if not eq and type(accepted[key].default) is not bool:
             raise ConfigError(f"{arg} has no value: write --{key}=VALUE")
-        # A bare --flag switches a bool setting on.
-        explicit[key] = parse_value(key, text, settings[key]) if eq else True
-    settings.update(explicit)
+        try:
+            # A bare --flag switches a bool setting on.
+            explicit[key] = accepted[key].parse(key, text) if eq else True
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    settings = {k: option.default for k, option in accepted.items() if k not in OPTIONS} | explicit
     if preset is not None:
-        settings.update({k: check_type(k, v, settings[k]) for k, v in preset(settings).items()})
+        settings.update({k: checked(accepted[k], k, v) for k, v in preset(settings).items() if k in accepted})
         settings.update(explicit)
-    namespace.update(settings)
-    return settings
-
-
-def explicit_keys(argv: list[str] | None = None) -> set[str]:
-    """The keys set by --key=value on the command line (not by config files or defaults)."""
-    argv = sys.argv[1:] if argv is None else argv
-    return {arg[2:].partition("=")[0] for arg in argv if arg.startswith("--")}
+    namespace.update({k: v for k, v in settings.items() if k not in OPTIONS})
+    return Settings(settings, set(explicit))

@@ -1,20 +1,22 @@
 """A GPT language model in JAX + Equinox, written to be read top to bottom.
 
-The story: a config says how big the model is; a block is attention then an MLP, each behind
-a LayerNorm and added back to a residual stream; a GPT is token and position embeddings, a
-stack of blocks, a final LayerNorm and a head that reuses the token embedding matrix. Last,
-`GPT.decode` runs the same model a few tokens at a time against a KV cache, for generation.
+The story: a config says how big the model is and which component fills each role; a block
+is attention then an MLP, each behind a norm and added back to a residual stream; a GPT is
+token and position embeddings, a stack of blocks, a final norm and a head that reuses the
+token embedding matrix. Last, `GPT.decode` runs the same model a few tokens at a time against
+a cache, for generation.
 
 Three ways this differs from the PyTorch original (nanoGPT), each explained where it happens:
 - a model is an immutable PyTree: "changing" it (init, an optimizer update) builds a new one;
 - randomness is explicit: every function that needs it (init, dropout) takes a PRNG key;
 - the forward pass handles ONE sequence; the training step maps it over the batch with `jax.vmap`.
 
-This file is the plain math, and what runs on a GPU. Training on a CPU runs the same model
-through the CPU fast path (helpers/cpu_fast_path.py): it swaps a few of the pieces below for
-subclasses that compute the same values and gradients in a form XLA's CPU backend runs faster
-(the batch folded into each matmul, the norms' gradient written out, attention in blocks of
-queries), and tests check that each equals the piece it replaces.
+Every component is registered under a name and built from (config, spec): the model's config
+and its layer's spec, a dict of that layer's choices and options. This file registers the GPT
+a reader needs; components.py registers the optional built-ins exactly as a file of your own
+registers yours (docs/adding_a_model.md). On a CPU, training runs this model through the CPU
+fast path (helpers/cpu_fast_path.py), which swaps a few pieces for subclasses that compute the
+same values and gradients in a form XLA's CPU backend runs faster, each tested equal.
 """
 
 import dataclasses
@@ -26,70 +28,71 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from helpers.registry import DeclaredConfig, Option, Registry, setting
+
+# ---------------------------------------------------------------------------------------------
+# The registries and the config. Every component is found by name and every setting is checked
+# against its declaration (helpers/registry.py), so a config, like a checkpoint's header, is
+# plain data.
+
+MIXERS, MLPS, NORMS, BLOCKS = Registry("mixer"), Registry("mlp"), Registry("norm"), Registry("block")
+# The GPT itself is a component too: a checkpoint names its class, so a subclass that changes
+# a step (docs/adding_a_model.md) is rebuilt as itself, never silently as a plain GPT.
+MODELS = Registry("model")
+POSITIONS = {
+    "learned": "a learned vector per position, added to the token's (GPT-2)",
+    "rope": "rotary embeddings: queries and keys turned by an angle that grows with the position",
+    "none": "no position information: causal attention alone tells positions apart",
+}
+
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig:
-    """Every choice that fixes the model: sizes, and which component fills each role (by name,
-    from the registries below). Frozen, so it can be hashed and compared."""
+class GPTConfig(DeclaredConfig):
+    """Every choice that fixes the model: sizes, which component fills each role, and the
+    options those components declare. Each field is declared (help, valid values), and the
+    base class checks them all; `layer_specs()` gives each layer's choices and options.
+    Frozen, so it can be hashed and compared."""
 
-    block_size: int = 1024  # the longest sequence the model can see
-    vocab_size: int = 50304  # GPT-2's 50257, padded up to a multiple of 64 for faster matmuls
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True  # biases in Linear layers and norms, as GPT-2 has
-    n_kv_head: int = 0  # key/value heads: 0 means n_head (multi-head), 1 multi-query, else grouped
-    mixer: str = "attention"  # how positions exchange information: a name from MIXERS
-    mlp: str = "swiglu"  # a name from MLPS
-    norm: str = "layernorm"  # a name from NORMS
-    position: str = "learned"  # learned, rope or none
-    block: str = "sequential"  # a name from BLOCKS
-    window: int = 0  # attend to at most this many latest positions (sliding window); 0: all
-    multiple_of: int = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
-    rope_theta: float = 10000.0  # the base of the rotary frequencies
-    qk_norm: bool = False  # RMS-normalise each head's queries and keys before their dot product
-    softcap: float = 0.0  # logits squashed into (-softcap, softcap) by a tanh; 0: off
-    tie_head: bool = True  # the output head is the token embedding matrix (GPT-2); False: a matrix of its own
-    zero_init_residual: bool = False  # the residual projections (c_proj) start at zero: each block starts as the identity
-    layers: tuple[str, ...] = ()  # per-layer overrides, e.g. ("conv", "mixer=attention,window=64"); () for none
-    model: str = "gpt"  # the class that puts it all together: a name from MODELS (GPT, or a registered subclass)
-    # How the stack runs, not what it computes: scanned (one compiled layer, so compile time stays
-    # flat in depth) or unrolled; and what the backward pass keeps of each layer, a name from
-    # REMAT_POLICIES (anything but "none" trades compute for memory). docs/performance.md has
-    # which is faster where.
-    scan_layers: bool = True
-    remat: str = "none"
+    MODEL_PARTS = {"model": MODELS, "norm": NORMS}  # the class, and the final norm before the head
+    LAYER_PARTS = {"mixer": MIXERS, "mlp": MLPS, "norm": NORMS, "block": BLOCKS}  # what a layer's spec may swap
+    LAYER_FIELDS = ("window",)  # ... and which fields it may change
+
+    block_size: int = setting(1024, "the longest sequence the model can see", low=1)
+    vocab_size: int = setting(50304, "tokens (GPT-2's 50257 padded to a multiple of 64 for faster matmuls)", low=1)
+    n_layer: int = setting(12, "transformer blocks (with --layers: its length)", low=1)
+    n_head: int = setting(12, "attention heads per block", low=1)
+    n_embd: int = setting(768, "width of the residual stream", low=1)
+    dropout: float = setting(0.0, "dropout probability: 0.0 for pretraining, 0.1+ for finetuning", low=0, below=1)
+    bias: bool = setting(True, "biases in Linear layers and norms, as GPT-2 has")
+    n_kv_head: int = setting(0, "key/value heads: 0 = n_head; 1 = multi-query; a divisor of n_head = grouped", low=0)
+    mixer: str = setting("attention", "how positions exchange information", choices=MIXERS)
+    mlp: str = setting("swiglu", "what each position computes on its own", choices=MLPS)
+    norm: str = setting("layernorm", "the normalisation before each sublayer and the head", choices=NORMS)
+    position: str = setting("learned", "position information", choices=POSITIONS)
+    block: str = setting("sequential", "how a layer joins its mixer and MLP to the residual stream", choices=BLOCKS)
+    window: int = setting(0, "attend to at most this many latest positions (sliding window); 0: all", low=0)
+    multiple_of: int = setting(1, "round the SwiGLU width up to a multiple of this (LLaMA: 256)", low=1)
+    rope_theta: float = setting(10000.0, "the base of the rotary frequencies", above=0)
+    qk_norm: bool = setting(False, "RMS-normalise each head's queries and keys before their dot product")
+    softcap: float = setting(0.0, "squash the logits into (-softcap, softcap) with a tanh; 0.0: off", low=0)
+    tie_head: bool = setting(True, "the output head is the token embedding matrix (GPT-2); False: a matrix of its own")
+    zero_init_residual: bool = setting(False, "the residual projections (c_proj) start at zero: each block starts as the identity")
+    layers: tuple[str, ...] = setting((), 'one spec per layer, each "NAME" (a mixer) or "key=value,...": '
+                                          '("attention", "mixer=conv,kernel_size=8")')
+    model: str = setting("gpt", "the class that puts it all together", choices=MODELS)
+    # How the stack runs, not what it computes (docs/performance.md has which is faster where).
+    scan_layers: bool = setting(True, "scan over the stacked layers (compile time flat in depth); False unrolls them")
+    options: tuple[tuple[str, object], ...] = ()  # (name, value) of each option set away from its default
 
     def __post_init__(self):
-        # A config read back from JSON has a list here; a tuple keeps the config hashable.
-        object.__setattr__(self, "layers", tuple(self.layers))
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "multiple_of"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        super().__post_init__()  # each field and option checked against its declaration
         if self.n_embd % self.n_head:
-            raise ValueError(
-                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
-                f"pick n_embd a multiple of n_head (for example {self.n_head * 64})"
-            )
-        if self.n_kv_head < 0 or self.n_head % self.kv_heads:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
+                             f"pick n_embd a multiple of n_head (for example {self.n_head * 64})")
+        if self.n_head % self.kv_heads:
             raise ValueError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (0 means n_head)")
-        if self.softcap < 0:
-            raise ValueError(f"softcap must be positive (or 0 for none), got {self.softcap!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"unknown position {self.position!r}; valid names: {', '.join(POSITIONS)}")
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"rope needs an even head size, got {self.head_size}")
-        NORMS.check(self.norm)
-        MODELS.check(self.model)
-        if self.remat not in REMAT_POLICIES:
-            raise ValueError(f"unknown remat {self.remat!r}; valid names: {', '.join(REMAT_POLICIES)}")
-        if self.layers and len(self.layers) != self.n_layer:
-            raise ValueError(f"layers lists {len(self.layers)} layer specs but n_layer={self.n_layer}")
-        self.layer_specs()  # checks every per-layer name
 
     @property
     def head_size(self) -> int:
@@ -99,71 +102,10 @@ class GPTConfig:
     def kv_heads(self) -> int:
         return self.n_kv_head or self.n_head
 
-    def layer_specs(self) -> list[dict]:
-        """What each layer is made of: the config's choices, with that layer's overrides.
-
-        A spec is "NAME" (the mixer) or "key=value,..." over the keys mixer, mlp, block, window.
-        """
-        default = {"mixer": self.mixer, "mlp": self.mlp, "block": self.block, "window": self.window}
-        specs = []
-        for text in self.layers or [""] * self.n_layer:
-            spec = dict(default)
-            for part in filter(None, text.split(",")):
-                key, eq, value = part.partition("=")
-                if not eq:
-                    key, value = "mixer", key
-                if key not in default:
-                    raise ValueError(f"layer spec {text!r}: unknown option {key!r}; accepted: {', '.join(default)}")
-                if key == "window" and not value.isdigit():
-                    raise ValueError(f"layer spec {text!r}: window must be a whole number, got {value!r}")
-                spec[key] = int(value) if key == "window" else value
-            for key, registry in (("mixer", MIXERS), ("mlp", MLPS), ("block", BLOCKS)):
-                registry.check(spec[key])
-            specs.append(spec)
-        return specs
-
 
 # The fields that shape no parameter: how much dropout, how the stack runs. A resumed run takes
 # them from its own settings (as nanoGPT takes dropout), the rest from the checkpoint.
-RUN_FIELDS = ("dropout", "scan_layers", "remat")
-
-
-class Registry(dict):
-    """Components by name. A new one registers with one line, `@MIXERS.register("name")`, from
-    any file; a wrong name fails listing the valid ones."""
-
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind = kind
-
-    def register(self, name: str):
-        def add(component):
-            if self.get(name, component) is not component:
-                raise ValueError(f"{self.kind} {name!r} is already registered to {self[name].__name__}")
-            self[name] = component
-            return component
-
-        return add
-
-    def check(self, name: str) -> None:
-        if name not in self:
-            raise ValueError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self)}")
-
-
-MIXERS, MLPS, NORMS, BLOCKS = Registry("mixer"), Registry("mlp"), Registry("norm"), Registry("block")
-# The GPT itself is a component too: a checkpoint names its class, so a subclass that changes
-# a step (docs/adding_a_model.md) is rebuilt as itself, never silently as a plain GPT.
-MODELS = Registry("model")
-POSITIONS = ("learned", "rope", "none")
-# Gradient checkpointing: what the backward pass may keep of each layer's forward pass; the
-# rest it recomputes from the layer's input. PyTorch's torch.utils.checkpoint keeps only the
-# inputs; `jax.checkpoint` takes a policy, so a layer can keep its matmuls, the costly part, and
-# recompute only the cheap elementwise work (norms, activations, softmax) around them.
-REMAT_POLICIES = {
-    "none": None,  # keep everything: no recomputation, the most memory
-    "dots": jax.checkpoint_policies.dots_saveable,
-    "full": jax.checkpoint_policies.nothing_saveable,  # keep only each layer's input
-}
+RUN_FIELDS = ("dropout", "scan_layers")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +148,11 @@ class Embedding(eqx.Module):
         return x @ self.weight.T
 
 
-@NORMS.register("layernorm")
+# Both norms declare the same option: one name, one meaning.
+EPS = Option(1e-5, "the norm's epsilon: added to the mean square before its square root", above=0)
+
+
+@NORMS.register("layernorm", eps=EPS)
 class LayerNorm(eqx.Module):
     """LayerNorm with an optional bias (PyTorch's has no such switch), always computed in fp32."""
 
@@ -214,10 +160,10 @@ class LayerNorm(eqx.Module):
     bias: Float[Array, " C"] | None
     eps: float = eqx.field(static=True)
 
-    def __init__(self, dim: int, bias: bool, eps: float = 1e-5):
-        self.weight = jnp.ones((dim,))
-        self.bias = jnp.zeros((dim,)) if bias else None
-        self.eps = eps
+    def __init__(self, config: GPTConfig, spec: dict):
+        self.weight = jnp.ones((config.n_embd,))
+        self.bias = jnp.zeros((config.n_embd,)) if config.bias else None
+        self.eps = spec["eps"]
 
     def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         """Each row minus its mean, divided by its standard deviation."""
@@ -237,23 +183,16 @@ def rms_normalize(x: Float[Array, "*N C"], eps: float = 1e-5) -> Float[Array, "*
     return x * jax.lax.rsqrt(jnp.square(x).mean(-1, keepdims=True) + eps)
 
 
-@NORMS.register("rmsnorm")
-class RMSNorm(eqx.Module):
-    """LLaMA's norm: scale by the root mean square only (no mean, no bias), in fp32."""
+@NORMS.register("rmsnorm", eps=EPS)
+class RMSNorm(LayerNorm):
+    """LLaMA's norm: LayerNorm without the mean and the bias (scale by the root mean square)."""
 
-    weight: Float[Array, " C"]
-    eps: float = eqx.field(static=True)
-
-    def __init__(self, dim: int, bias: bool, eps: float = 1e-5):
-        del bias  # RMSNorm has none; the argument keeps every norm built the same way
-        self.weight = jnp.ones((dim,))
-        self.eps = eps
+    def __init__(self, config: GPTConfig, spec: dict):
+        super().__init__(config, spec)
+        self.bias = None  # none, whatever config.bias says
 
     def normalize(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
         return rms_normalize(x, self.eps)
-
-    def __call__(self, x: Float[Array, "T C"]) -> Float[Array, "T C"]:
-        return (self.normalize(x.astype(jnp.float32)) * self.weight).astype(x.dtype)
 
 
 def rotate(x: Float[Array, "T H D"], positions: Int[Array, " T"], theta: float) -> Float[Array, "T H D"]:
@@ -268,8 +207,9 @@ def rotate(x: Float[Array, "T H D"], positions: Int[Array, " T"], theta: float) 
 
 
 # ---------------------------------------------------------------------------------------------
-# Mixers: how positions exchange information. Each one runs a whole sequence (training) or a
-# few new positions against a cache of the earlier ones (generation, `decode`).
+# Attention: how positions exchange information (the mixer; components.py adds another). It
+# runs a whole sequence (training) or a few new positions against a cache of the earlier ones
+# (generation, `decode`).
 
 
 class KVCache(eqx.Module):
@@ -382,16 +322,9 @@ class CausalSelfAttention(eqx.Module):
         return jax.nn.dot_product_attention(q, k, v, is_causal=True, local_window_size=local,
                                             implementation=implementation)
 
-    def weights(self, x: Float[Array, "T C"]) -> Float[Array, "H T T"]:
-        """The attention probabilities, for looking at: row i of head h says how much position
-        i takes from each position."""
-        positions = jnp.arange(x.shape[0])
-        q, k, v = self.heads(x, positions)
-        return attend(q, k, v, causal_mask(positions, positions, self.window))[1]
-
-    @staticmethod
-    def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32) -> KVCache:
-        shape = (n, config.kv_heads, config.block_size, config.head_size)
+    def empty_cache(self, layers: int, length: int, dtype=jnp.float32) -> KVCache:
+        """Room for `length` positions in each of `layers` layers like this one (its own sizes)."""
+        shape = (layers, self.kv_heads, length, self.c_proj.weight.shape[-1] // self.n_head)
         return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
     def decode(
@@ -413,54 +346,6 @@ class CausalSelfAttention(eqx.Module):
         slots = jnp.arange(keys.shape[1])
         y, _ = attend(q, keys.swapaxes(0, 1), values.swapaxes(0, 1), causal_mask(positions, slots, self.window))
         return self.c_proj(y.reshape(T, C)), cache
-
-
-class ConvCache(eqx.Module):
-    """The causal convolution's memory: every input so far, after kernel_size - 1 zeros."""
-
-    x: Float[Array, "L S C"]
-
-
-@MIXERS.register("conv")
-class CausalConv(eqx.Module):
-    """A causal depthwise convolution: each channel mixes its own last kernel_size positions.
-
-    Far cheaper than attention and purely local; interleaved with attention layers it makes a
-    hybrid model. The kernel starts as the identity (each position sees only itself).
-    """
-
-    kernel: Float[Array, "K C"]
-    c_proj: Linear
-    dropout: eqx.nn.Dropout
-
-    kernel_size = 4  # how many positions (this one and those before it) each output mixes
-
-    def __init__(self, config: GPTConfig, spec: dict):
-        self.kernel = jnp.zeros((self.kernel_size, config.n_embd)).at[0].set(1.0)
-        self.c_proj = Linear(config.n_embd, config.n_embd, config.bias)
-        self.dropout = eqx.nn.Dropout(config.dropout)
-
-    def mix(self, padded: Float[Array, "P C"], T: int) -> Float[Array, "T C"]:
-        """Output t from padded inputs t .. t + K - 1 (the input at t and the K - 1 before it)."""
-        K = self.kernel.shape[0]
-        return sum(self.kernel[j] * padded[K - 1 - j : K - 1 - j + T] for j in range(K))
-
-    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
-        padded = jnp.concatenate([jnp.zeros((self.kernel.shape[0] - 1, x.shape[1]), x.dtype), x])
-        return self.dropout(self.c_proj(self.mix(padded, x.shape[0])), key=key)
-
-    @staticmethod
-    def empty_cache(config: GPTConfig, n: int, dtype=jnp.float32) -> ConvCache:
-        return ConvCache(jnp.zeros((n, config.block_size + CausalConv.kernel_size - 1, config.n_embd), dtype))
-
-    def decode(
-        self, x: Float[Array, "T C"], cache: ConvCache, layer: Int[Array, ""], pos: Int[Array, ""]
-    ) -> tuple[Float[Array, "T C"], ConvCache]:
-        K = self.kernel.shape[0]
-        # Position p lives at index p + K - 1, after the zeros; the new inputs go in first.
-        cache = ConvCache(jax.lax.dynamic_update_slice(cache.x, x[None].astype(cache.x.dtype), (layer, pos + K - 1, 0)))
-        recent = jax.lax.dynamic_slice(cache.x[layer], (pos, 0), (x.shape[0] + K - 1, x.shape[1]))
-        return self.c_proj(self.mix(recent.astype(x.dtype), x.shape[0])), cache
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,15 +373,6 @@ class GeluMLP(eqx.Module):
         return self.dropout(self.c_proj(self.activation(self.c_fc(x))), key=key)
 
 
-@MLPS.register("relu2")
-class ReluSquaredMLP(GeluMLP):
-    """The speedrun's MLP (modded-nanogpt, nanochat): GELU's shape with relu(x)^2, cheaper
-    to compute and sparser."""
-
-    def activation(self, h: Float[Array, "T H"]) -> Float[Array, "T H"]:
-        return jnp.square(jax.nn.relu(h))
-
-
 def swiglu_hidden(n_embd: int, multiple_of: int = 1) -> int:
     """SwiGLU has three matrices where GELU's MLP has two of width 4C; 3·H·C = 8·C² gives
     H = 8C/3 (2048 at C = 768), so both MLPs hold the same number of weights. LLaMA then
@@ -505,12 +381,9 @@ def swiglu_hidden(n_embd: int, multiple_of: int = 1) -> int:
 
 
 @MLPS.register("swiglu")
-class SwiGLU(eqx.Module):
-    """The gated MLP of PaLM and LLaMA: silu(x W_gate) * (x W_up), then project back."""
-
-    c_fc: Linear  # gate and up projections fused into one matmul, split after
-    c_proj: Linear
-    dropout: eqx.nn.Dropout
+class SwiGLU(GeluMLP):
+    """The gated MLP of PaLM and LLaMA: silu(x W_gate) * (x W_up), then project back. Its c_fc
+    holds the gate and up projections fused into one matmul; the activation splits them."""
 
     def __init__(self, config: GPTConfig, spec: dict):
         hidden = swiglu_hidden(config.n_embd, config.multiple_of)
@@ -518,29 +391,32 @@ class SwiGLU(eqx.Module):
         self.c_proj = Linear(hidden, config.n_embd, config.bias)
         self.dropout = eqx.nn.Dropout(config.dropout)
 
-    @jax.named_scope("mlp")
-    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
-        gate, up = jnp.split(self.c_fc(x), 2, axis=-1)
-        return self.dropout(self.c_proj(jax.nn.silu(gate) * up), key=key)
+    def activation(self, h: Float[Array, "T 2H"]) -> Float[Array, "T H"]:
+        gate, up = jnp.split(h, 2, axis=-1)
+        return jax.nn.silu(gate) * up
 
 
 # ---------------------------------------------------------------------------------------------
-# Blocks: a mixer and an MLP, each behind a norm, added to the residual stream.
+# The block: a mixer and an MLP, each behind a norm, added to the residual stream.
 
 
 @BLOCKS.register("sequential")
 class Block(eqx.Module):
-    """One transformer layer: pre-norm attention, then pre-norm MLP, each added to the stream."""
+    """One transformer layer: pre-norm attention, then pre-norm MLP, each added to the stream.
+
+    A block owns its generation path too (`decode`, `empty_cache`): the GPT asks its blocks,
+    never their parts, so a block of your own may hold whatever parts it likes.
+    """
 
     ln_1: eqx.Module
-    attn: eqx.Module  # the mixer (attention unless the config names another); nanoGPT's name
+    attn: eqx.Module  # the mixer (attention unless the spec names another); nanoGPT's name
     ln_2: eqx.Module
     mlp: eqx.Module
 
     def __init__(self, config: GPTConfig, spec: dict):
-        self.ln_1 = NORMS[config.norm](config.n_embd, config.bias)
+        self.ln_1 = NORMS[spec["norm"]](config, spec)
         self.attn = MIXERS[spec["mixer"]](config, spec)
-        self.ln_2 = NORMS[config.norm](config.n_embd, config.bias)
+        self.ln_2 = NORMS[spec["norm"]](config, spec)
         self.mlp = MLPS[spec["mlp"]](config, spec)
 
     def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
@@ -548,36 +424,15 @@ class Block(eqx.Module):
         x = x + self.attn(self.ln_1(x), key=attn_key)
         return x + self.mlp(self.ln_2(x), key=mlp_key)
 
+    def empty_cache(self, layers: int, length: int, dtype=jnp.float32):
+        """The generation cache of `layers` layers like this one: its mixer's."""
+        return self.attn.empty_cache(layers, length, dtype)
+
     def decode(self, x: Float[Array, "T C"], cache, layer: Int[Array, ""], pos: Int[Array, ""]):
         """The same layer for generation: the mixer reads and extends the cache."""
         mixed, cache = self.attn.decode(self.ln_1(x), cache, layer, pos)
         x = x + mixed
         return x + self.mlp(self.ln_2(x)), cache
-
-
-@BLOCKS.register("parallel")
-class ParallelBlock(eqx.Module):
-    """GPT-J's and CodeGen's layer: mixer and MLP read the same normed input, side by side,
-    and both add to the stream; one norm instead of two, and the two matmuls can overlap."""
-
-    ln_1: eqx.Module
-    attn: eqx.Module
-    mlp: eqx.Module
-
-    def __init__(self, config: GPTConfig, spec: dict):
-        self.ln_1 = NORMS[config.norm](config.n_embd, config.bias)
-        self.attn = MIXERS[spec["mixer"]](config, spec)
-        self.mlp = MLPS[spec["mlp"]](config, spec)
-
-    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
-        attn_key, mlp_key = jax.random.split(key) if key is not None else (None, None)
-        h = self.ln_1(x)
-        return x + self.attn(h, key=attn_key) + self.mlp(h, key=mlp_key)
-
-    def decode(self, x: Float[Array, "T C"], cache, layer: Int[Array, ""], pos: Int[Array, ""]):
-        h = self.ln_1(x)
-        mixed, cache = self.attn.decode(h, cache, layer, pos)
-        return x + mixed + self.mlp(h), cache
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,7 +483,7 @@ class GPT(eqx.Module):
             self.h = eqx.filter_vmap(lambda k: new_block(specs[0], k))(keys)
         else:
             self.h = tuple(new_block(spec, k) for spec, k in zip(specs, keys))
-        self.ln_f = NORMS[config.norm](config.n_embd, config.bias)
+        self.ln_f = NORMS[config.norm](config, config.spec())
 
     @property
     def stacked(self) -> bool:
@@ -666,12 +521,7 @@ class GPT(eqx.Module):
             drop_key, blocks_key = jax.random.split(key)
             layer_keys = jax.random.split(blocks_key, self.config.n_layer)
         x = self.dropout(self.embed(idx, 0), key=drop_key)
-        run_block = lambda block, x, key, i: block(x, key=key)  # noqa: E731
-        if self.config.remat != "none":
-            # filter_checkpoint is jax.checkpoint for a function of a Module: the block's
-            # arrays are traced, its other fields (dropout's rate, names) stay static.
-            run_block = eqx.filter_checkpoint(run_block, policy=REMAT_POLICIES[self.config.remat])
-        return self.head(self.run_layers(run_block, x, layer_keys))
+        return self.head(self.run_layers(lambda block, x, key, i: block(x, key=key), x, layer_keys))
 
     def run_layers(self, step: Callable, carry, per_layer=None):
         """carry = step(block, carry, per_layer[i], i) for each layer i in turn.
@@ -696,10 +546,10 @@ class GPT(eqx.Module):
 
     def empty_cache(self, dtype=jnp.float32):
         """The generation cache for this model, preallocated to block_size: one stacked cache
-        for a stack of alike layers, one per layer otherwise (each mixer defines its own)."""
+        for a stack of alike layers, one per layer otherwise (each block makes its own)."""
         if self.stacked:
-            return type(self.h.attn).empty_cache(self.config, self.config.n_layer, dtype)
-        return tuple(type(block.attn).empty_cache(self.config, 1, dtype) for block in self.h)
+            return self.h.empty_cache(self.config.n_layer, self.config.block_size, dtype)
+        return tuple(block.empty_cache(1, self.config.block_size, dtype) for block in self.h)
 
     def decode(self, idx: Int[Array, " T"], cache, pos: Int[Array, ""]) -> tuple[Float[Array, "T V"], object]:
         """Logits for T new tokens at positions pos..pos+T-1, given the cache of the earlier
@@ -737,27 +587,20 @@ def init_weights(module, key: PRNGKeyArray, config: GPTConfig):
     one, as constructed.
     """
 
-    paths = [jax.tree_util.keystr(path) for path, _ in _weighted_layers(module)]
+    layers = _weighted_layers(module)
     residual_std = 0.0 if config.zero_init_residual else 0.02 / math.sqrt(2 * config.n_layer)
     drawn = [
-        (residual_std if path.endswith("c_proj") else 0.02)
-        * jax.random.normal(k, w.shape, w.dtype)
-        for path, w, k in zip(paths, weight_matrices(module), jax.random.split(key, len(paths)))
+        (residual_std if jax.tree_util.keystr(path).endswith("c_proj") else 0.02)
+        * jax.random.normal(k, layer.weight.shape, layer.weight.dtype)
+        for (path, layer), k in zip(layers, jax.random.split(key, len(layers)))
     ]
     # eqx.tree_at is Equinox's answer to in-place assignment: same tree, chosen leaves swapped.
-    return eqx.tree_at(weight_matrices, module, drawn)
+    return eqx.tree_at(lambda tree: [layer.weight for _, layer in _weighted_layers(tree)], module, drawn)
 
 
 def _weighted_layers(tree) -> list:
-    """(path, layer) for every Linear and Embedding in `tree`, in a fixed order."""
-    is_layer = lambda node: isinstance(node, (Linear, Embedding))
+    """(path, layer) for every Linear and Embedding in `tree`, in a fixed order (by path)."""
+    is_layer = lambda node: isinstance(node, (Linear, Embedding))  # noqa: E731
     found = jax.tree_util.tree_leaves_with_path(tree, is_leaf=is_layer)
     return [(path, node) for path, node in found if is_layer(node)]
 
-
-def weight_matrices(tree) -> list:
-    """The weights of every Linear and Embedding: what init draws and weight decay shrinks.
-
-    Chosen by layer type, not by ndim: stacked layers make even LayerNorm weights 2-D.
-    """
-    return [layer.weight for _, layer in _weighted_layers(tree)]

@@ -87,7 +87,9 @@ def read_prompt(text: str) -> str:
 
 @report_user_errors
 def main():
-    configure(globals())
+    # init_from from the command line only: in a training config file it says where training
+    # starts, which is not what to sample from.
+    configure(globals(), command_line_only=("init_from",))
     if num_samples <= 0:
         raise UserError(f"num_samples must be positive, got {num_samples}")
     check_sampling(max_new_tokens, temperature, top_k, top_p)

@@ -11,11 +11,9 @@ training had never stopped. Ctrl-C stops after the steps under way and saves a c
 """
 # ruff: noqa: E402
 
-import dataclasses
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 # What --target_loss's time counts from: the process's start, compilation and evaluations
@@ -30,20 +28,20 @@ if __name__ == "__main__":
 import jax
 import numpy as np
 
-from configurator import configure, explicit_keys
-from helpers import archs, checkpoint, sharding
+from configurator import configure
+from helpers import archs, checkpoint, registries, sharding
 from helpers.batches import Batches
 from helpers.data import bytes_per_token, dataset_dir, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.interrupt import StopRequest, stopped
 from helpers.lock import lock_out_dir
-from helpers.optim import OPTIMIZERS, optimizer_from_settings
+from helpers.optim import OPTIMIZERS, describe_groups, optimizer_from_settings, parameter_groups
 from helpers.run_log import RunLog
 from helpers.run_start import starting_state
 from helpers.tokenizer import tokenizer_fields
-from helpers.training import DTYPE_CHOICES, compute_dtype, eval_loss, make_steps
-from model import GPT, REMAT_POLICIES, GPTConfig
+from helpers.training import DTYPE_CHOICES, REMAT_POLICIES, compute_dtype, eval_loss, make_steps
+from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
 # I/O
@@ -68,29 +66,31 @@ gradient_accumulation_steps = 1  # micro-batches per optimizer step
 steps_per_call = 10  # optimizer steps per compiled call, looped on the device (an evaluation or the end cuts a call short)
 batch_size = 12  # sequences per micro-batch
 block_size = 64  # tokens per sequence
-# model (the fields of model.GPTConfig; vocab_size comes from the dataset)
+# model: the fields of model.GPTConfig, whose declarations say what each means and accepts
+# (--help prints them); vocab_size comes from the dataset. Options that components declare
+# (--list shows them) are settings too.
 arch = ""  # a preset from helpers/archs.py, applied before --key=value; --arch=help lists them
-model = "gpt"  # the model class: gpt, or a subclass registered (model.MODELS) in a config file
-n_layer = 4  # transformer blocks
-n_head = 4  # attention heads per block
-n_kv_head = 0  # key/value heads: 0 = n_head; 1 = multi-query; a divisor of n_head = grouped
-n_embd = 128  # width of the residual stream
-dropout = 0.0  # dropout probability; 0.0 for pretraining, 0.1+ for finetuning
-bias = False  # biases in Linear layers and norms
-mixer = "attention"  # how positions exchange information: attention or conv
-mlp = "swiglu"  # feed-forward layer: swiglu, gelu or relu2 (ReLU squared)
-norm = "layernorm"  # layernorm or rmsnorm
-position = "learned"  # position information: learned, rope or none
-block = "sequential"  # sequential (pre-norm) or parallel (GPT-J)
-window = 0  # sliding-window attention over this many latest positions; 0 = all
-multiple_of = 1  # round the SwiGLU width up to a multiple of this (LLaMA: 256)
-rope_theta = 10000.0  # base of the rotary frequencies
-qk_norm = False  # RMS-normalise queries and keys before attention (QK-norm)
-softcap = 0.0  # soft-cap the logits at this value with a tanh; 0.0: off
-tie_head = True  # the output head shares the token embedding matrix (GPT-2); False: its own matrix
-zero_init_residual = False  # start the residual projections (c_proj) at zero
-layers = ()  # per-layer overrides, one per layer, e.g. '("attention", "conv")' or "mixer=conv,mlp=gelu"
-scan_layers = False  # scan over the stacked blocks (compile time flat in depth); False unrolls them, faster on CPU for shallow models
+model = "gpt"
+n_layer = 4
+n_head = 4
+n_kv_head = 0
+n_embd = 128
+dropout = 0.0
+bias = False
+mixer = "attention"
+mlp = "swiglu"
+norm = "layernorm"
+position = "learned"
+block = "sequential"
+window = 0
+multiple_of = 1
+rope_theta = 10000.0
+qk_norm = False
+softcap = 0.0
+tie_head = True
+zero_init_residual = False
+layers = ()
+scan_layers = False  # False unrolls the layers: faster on a CPU for shallow models
 remat = "none"  # gradient checkpointing: none, dots (recompute all but matmuls) or full (recompute each layer)
 # optimizer
 optimizer = "adamw"  # adamw (nanoGPT's), or muon: Muon on the blocks' matrices, AdamW on the rest
@@ -134,7 +134,7 @@ def check_settings(settings: dict) -> None:
         raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings['optimizer']!r}")
     if settings["dtype"] not in DTYPE_CHOICES:
         raise UserError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings['dtype']!r}")
-    if settings["remat"] not in REMAT_POLICIES:  # checked here too: resume and GPT-2 weights build no config from the settings
+    if settings["remat"] not in REMAT_POLICIES:
         raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {settings['remat']!r}")
 
 
@@ -174,7 +174,8 @@ def describe_run(log: RunLog, config: GPTConfig, model: GPT, tokens_per_iter: in
     n_params = model.get_num_params()
     peak, peak_source = (peak_flops, "--peak_flops") if peak_flops else device_peak_flops(dtype_used)
     peak *= jax.device_count()
-    log.say("model:\n" + "\n".join(f"  {f.name:<12} {getattr(config, f.name)!r}" for f in dataclasses.fields(config)))
+    log.say("model:\n" + "\n".join(f"  {name:<12} {value!r}" for name, value in config.as_dict().items()))
+    log.say(f"optimizer groups: {describe_groups(parameter_groups(model, optimizer))}")
     log.say(f"computing in {jax.numpy.dtype(dtype_used).name} on {jax.device_count()} {jax.devices()[0].device_kind} "
             f"device(s); {n_params / 1e6:.2f}M parameters (non-embedding), {tokens_per_iter:,} tokens per iteration; "
             f"MFU against {peak / 1e9:,.0f} GFLOP/s ({peak_source})")
@@ -203,7 +204,7 @@ def target_reached(losses: dict, bits_per_byte: dict) -> tuple[str, float, float
 
 @report_user_errors
 def main():
-    settings = configure(globals(), preset=archs.preset_settings)
+    settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe)
     check_settings(settings)
     start_processes(settings)
     device_mesh = sharding.make_mesh(mesh)
@@ -220,7 +221,7 @@ def main():
     data_dir = dataset_dir(dataset)
     meta = read_meta(data_dir)
     optimizer, schedule = optimizer_from_settings(settings)
-    config, state, iter_num, best_val_loss = starting_state(settings, meta, optimizer, ckpt_path, explicit_keys(), log.say)
+    config, state, iter_num, best_val_loss = starting_state(settings, meta, optimizer, ckpt_path, log.say)
     state = sharding.place(state, config, device_mesh)
     model, opt_state = state["model"], state["opt_state"]
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
@@ -233,7 +234,7 @@ def main():
     def save(best: bool):
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
         full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
-        header = {"iter_num": iter_num, "best_val_loss": best_val_loss, "model_config": asdict(config),
+        header = {"iter_num": iter_num, "best_val_loss": best_val_loss, "model_config": config.as_dict(),
                   "tokenizer": tokenizer, "settings": settings}
         if main_process:
             checkpoint.save(ckpt_path, header, full_state)
@@ -268,7 +269,7 @@ def main():
         count = steps_per_call if before_pause >= steps_per_call else 1
         x, y = batches.train(iter_num, count, gradient_accumulation_steps)
         model, opt_state, losses = make_steps(
-            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used)
+            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat)
         first, iter_num = iter_num, iter_num + count
 
         logged = [i for i in range(first + 1, iter_num + 1) if i % log_interval == 0 or i == max_iters]

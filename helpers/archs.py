@@ -15,27 +15,40 @@ from any file:
         return gpt2() | {"n_embd": 1536}
 """
 
-import dataclasses
-
 import equinox as eqx
 import jax
 
+from helpers.contract import build_model  # and with it components.py: presets use the optional built-ins
 from helpers.errors import UserError
-from model import MODELS, GPTConfig, Registry
+from helpers.registry import OPTIONS, Registry
+from model import GPTConfig
 
 ARCHS = Registry("arch")
 
 
+def with_layer_count(values: dict, explicit) -> dict:
+    """`values` with n_layer taken from the length of `layers` when layers are listed and
+    n_layer was not set explicitly (a preset's or the default's gives way); an explicit n_layer
+    must agree."""
+    layers = values.get("layers") or ()
+    if not layers or values.get("n_layer") == len(layers):
+        return values
+    if "n_layer" in explicit:
+        raise ValueError(f"layers lists {len(layers)} layers but n_layer={values['n_layer']} was set: drop n_layer "
+                         "(it follows from layers), or list one spec per layer")
+    return values | {"n_layer": len(layers)}
+
+
 def build(name: str, **overrides) -> GPTConfig:
-    """The one factory: a preset's config, with fields overridden."""
+    """The one factory: a preset's config, with fields and options overridden."""
     ARCHS.check(name)
-    return GPTConfig(**(ARCHS[name]() | overrides))
+    return GPTConfig.from_dict(with_layer_count(ARCHS[name]() | overrides, overrides))
 
 
 def preset_settings(settings: dict) -> dict:
-    """What --arch=NAME sets in a script: the preset's whole model config, for the settings the
-    script has (configurator's `preset` hook, so anything set explicitly still wins).
-    --arch=help lists the presets and exits."""
+    """What --arch=NAME sets in a script: the preset's fields (those the script has) and options
+    (configurator's `preset` hook, so anything set explicitly still wins). --arch=help lists the
+    presets and exits."""
     name = settings["arch"]
     if not name:
         return {}
@@ -46,16 +59,21 @@ def preset_settings(settings: dict) -> dict:
         ARCHS.check(name)
     except ValueError as error:
         raise UserError(f"{error} (--arch=help describes them)") from None
-    return {k: v for k, v in dataclasses.asdict(GPTConfig(**ARCHS[name]())).items() if k in settings}
+    return {k: v for k, v in ARCHS[name]().items() if k in settings or k in OPTIONS}
 
 
 def config_from_settings(settings: dict, **fixed) -> GPTConfig:
-    """The model a script's settings describe: their --arch preset, with every model field the
-    settings hold on top, then `fixed`. A field that cannot work is the user's one-line error."""
+    """The model a script's settings describe: their --arch preset, with every model field and
+    option the settings hold on top, then `fixed`; n_layer follows a list of layers unless set
+    explicitly. A config that cannot work is the user's one-line error."""
     preset = ARCHS[settings["arch"]]() if settings.get("arch") else {}
-    fields = {f.name: settings[f.name] for f in dataclasses.fields(GPTConfig) if f.name in settings}
+    explicit = set(getattr(settings, "explicit", ())) | set(fixed)
+    chosen = {k: v for k, v in settings.items() if k in GPTConfig.declarations() or k in OPTIONS}
     try:
-        return GPTConfig(**preset | fields | fixed)
+        values = with_layer_count(preset | chosen | fixed, explicit)
+        # A preset's option gives way, like its fields, when the component that declares it does.
+        in_use = GPTConfig.from_dict({k: v for k, v in values.items() if k not in OPTIONS}).declared()
+        return GPTConfig.from_dict({k: v for k, v in values.items() if k not in OPTIONS or k in explicit or k in in_use})
     except ValueError as error:
         raise UserError(str(error)) from None
 
@@ -64,8 +82,7 @@ def describe() -> str:
     """One line per preset: name, parameter count (with the preset's vocabulary) and summary."""
     lines = []
     for name, preset in ARCHS.items():
-        config = GPTConfig(**preset())
-        skeleton = eqx.filter_eval_shape(MODELS[config.model], config, key=jax.random.key(0))
+        skeleton = eqx.filter_eval_shape(build_model, GPTConfig.from_dict(preset()), jax.random.key(0))
         summary = (preset.__doc__ or "").strip().splitlines()[0]
         lines.append(f"{name:<18} {skeleton.get_num_params(non_embedding=False) / 1e6:10.2f}M  {summary}")
     return "\n".join(lines)

@@ -11,10 +11,17 @@ once per (num_samples, prompt bucket, max_new_tokens), never once per token (and
 candidate pool: see `candidate_pool`).
 
 Contexts longer than block_size are cropped, not slid one token at a time: when the window is
-full, it is cut to its last block_size // 2 tokens, those are re-encoded from position 0 (one
-prefill) and decoding goes on. The model therefore always sees between block_size // 2 and
-block_size tokens, and its output equals the cache-less model's on that same window
-(`generate_without_cache` below follows the same rule).
+full, it is cut to its last block_size // 2 tokens, those are encoded afresh from position 0
+into an empty cache (one prefill) and decoding goes on. The model therefore always sees between
+block_size // 2 and block_size tokens, and its output equals the cache-less model's on that
+same window (`generate_without_cache` below follows the same rule).
+
+What this asks of a model's cache (helpers/contract.py has the whole contract): `decode` at
+position pos sees exactly the tokens written before pos. The prompt is padded up to its bucket
+and prefilled whole, then decoding continues at the prompt's true length, over the padding: a
+cache must let a later write at a position replace what was there (attention's and the conv's
+do). A cache that cannot be rewound so (a recurrent state) says `cache_rewinds = False` on its
+class, and its prompts are prefilled at their exact length instead (one compilation per length).
 """
 
 from collections.abc import Callable
@@ -44,9 +51,22 @@ def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, t
         raise UserError(f"top_p must be in (0, 1], got {top_p}")
 
 
-def prompt_bucket(length: int, block_size: int) -> int:
-    """The padded prompt length: the next power of two, so nearby lengths share a compilation."""
+def prompt_bucket(length: int, block_size: int, rewinds: bool = True) -> int:
+    """The padded prompt length: the next power of two, so nearby lengths share a compilation;
+    for a cache that cannot be rewound over the padding, the length itself."""
+    if not rewinds:
+        return length
     return min(max(MIN_BUCKET, 1 << (length - 1).bit_length()), block_size)
+
+
+def cache_rewinds(model: GPT) -> bool:
+    """Whether every part of `model` can be rewound, as padded prompts need (cache_rewinds)."""
+    is_module = lambda node: isinstance(node, eqx.Module)  # noqa: E731
+    modules, stack = [], [model]
+    while stack:  # every module in the tree, nested ones too
+        modules.append(node := stack.pop())
+        stack += [leaf for leaf in jax.tree.leaves(node, is_leaf=lambda n: n is not node and is_module(n)) if is_module(leaf)]
+    return all(getattr(module, "cache_rewinds", True) for module in modules)
 
 
 def candidate_pool(vocab_size: int, temperature: float, top_k: int | None, top_p: float) -> int:
@@ -109,6 +129,7 @@ def _generate(
     max_new_tokens: int,
     pool: int,
     on_token: Callable | None,
+    on_logits: Callable | None = None,
 ) -> tuple[Int[Array, "B N"], Int[Array, ""]]:
     block_size = model.config.block_size
     keep = block_size // 2
@@ -121,6 +142,8 @@ def _generate(
         logits = jnp.where(jnp.arange(s.logits.shape[-1]) < vocab_size, s.logits, -jnp.inf)
         token = sample_next(logits, sub, temperature, top_k, top_p, pool)
         length = prompt_len + s.steps  # tokens in history before this one
+        if on_logits is not None:
+            jax.debug.callback(on_logits, s.logits, ordered=True)
         if on_token is not None:
             jax.debug.callback(on_token, token, ordered=True)
         return token, s._replace(
@@ -134,11 +157,14 @@ def _generate(
         logits, cache = decode(token[:, None], s.cache, s.window)
         return s._replace(logits=logits[:, 0], cache=cache, window=s.window + 1)
 
+    def per_row(cache):
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (num_samples, *a.shape)), cache)
+
     def crop(s: Decoding) -> Decoding:
-        """The window is full: re-encode its last `keep` tokens, the new one included."""
+        """The window is full: encode its last `keep` tokens, the new one included, afresh."""
         token, s = next_token(s)
         recent = jax.lax.dynamic_slice_in_dim(s.history, prompt_len + s.steps - keep, keep, axis=1)
-        logits, cache = decode(recent, s.cache, jnp.int32(0))
+        logits, cache = decode(recent, per_row(model.empty_cache()), jnp.int32(0))
         return s._replace(logits=logits[:, -1], cache=cache, window=jnp.int32(keep))
 
     def running(s: Decoding) -> Bool[Array, ""]:
@@ -157,7 +183,7 @@ def _generate(
         steps=jnp.int32(0),
         key=key,
         logits=jnp.broadcast_to(prompt_logits[prompt_len - 1], (num_samples, prompt_logits.shape[-1])),
-        cache=jax.tree.map(lambda a: jnp.broadcast_to(a, (num_samples, *a.shape)), cache),
+        cache=per_row(cache),
         history=jnp.zeros((num_samples, history_len), jnp.int32).at[:, : prompt.shape[0]].set(prompt),
         window=prompt_len,
         done=jnp.zeros(num_samples, bool),
@@ -179,28 +205,30 @@ def generate(
     stop_token: int | None = None,
     vocab_size: int | None = None,
     on_token: Callable[[np.ndarray], None] | None = None,
+    on_logits: Callable[[np.ndarray], None] | None = None,
 ) -> list[list[int]]:
     """num_samples continuations of `prompt` (token ids), generated together as one batch.
 
     temperature 0 is greedy decoding. A sample ends after max_new_tokens or at stop_token,
     which it then includes. vocab_size is the tokenizer's, when the model's head is padded
-    beyond it: only ids below it are generated (default: every id the model has). on_token, if given, is called with each step's (num_samples,)
-    new tokens as they are produced (for streaming to a terminal). The same key gives the
-    same samples.
+    beyond it: only ids below it are generated (default: every id the model has). on_token,
+    if given, is called with each step's (num_samples,) new tokens as they are produced (for
+    streaming to a terminal); on_logits with the (num_samples, V) logits each is drawn from
+    (check.py compares them with the cache-less model's). The same key gives the same samples.
     """
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     if not len(prompt):
         raise UserError("the prompt is empty: give at least one token")
     block_size = model.config.block_size
     visible = np.asarray(prompt[-block_size:], np.int32)  # the model cannot see further back
-    padded = np.zeros(prompt_bucket(len(visible), block_size), np.int32)
+    padded = np.zeros(prompt_bucket(len(visible), block_size, cache_rewinds(model)), np.int32)
     padded[: len(visible)] = visible
     new, steps = _generate(
         eqx.nn.inference_mode(model), jnp.asarray(padded), jnp.int32(len(visible)), key,
         jnp.float32(temperature), jnp.int32(top_k or model.config.vocab_size), jnp.float32(top_p),
         jnp.int32(-1 if stop_token is None else stop_token), jnp.int32(vocab_size or model.config.vocab_size),
         num_samples, max_new_tokens,
-        candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token,
+        candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token, on_logits,
     )
     return [_until(row[: int(steps)].tolist(), stop_token) for row in np.asarray(new)]
 
@@ -215,10 +243,12 @@ def _last_logits(model: GPT, window: Int[Array, " W"], length: Int[Array, ""]) -
     return model(window)[length - 1]
 
 
-def generate_without_cache(model: GPT, prompt: list[int], max_new_tokens: int, bucket: int = 64) -> list[int]:
-    """Greedy decoding the slow way, nanoGPT's: the whole visible window through the model for
-    every new token, with the same cropping rule as `generate`. The reference that tests
-    compare against, and the baseline bench.py times.
+def steps_without_cache(model: GPT, prompt: list[int], max_new_tokens: int, forced: list[int] | None = None,
+                        bucket: int = 64):
+    """Generation the slow way, nanoGPT's: the whole visible window through the model for every
+    new token, with the same cropping rule as `generate`. Yields, for each new token, the
+    logits it follows from and the token: the greedy one, or forced[i] when `forced` is given
+    (a path to score, as check.py does with `generate`'s).
 
     Windows are padded to a multiple of `bucket` (causal attention makes padding after the
     last token harmless), so this compiles a handful of times, not once per length.
@@ -227,11 +257,19 @@ def generate_without_cache(model: GPT, prompt: list[int], max_new_tokens: int, b
     block_size = model.config.block_size
     history = list(prompt)
     window_start = max(0, len(history) - block_size)
-    for _ in range(max_new_tokens):
+    for i in range(max_new_tokens):
         window = history[window_start:]
         padded = np.zeros(min(-(-len(window) // bucket) * bucket, block_size), np.int32)
         padded[: len(window)] = window
-        history.append(int(jnp.argmax(_last_logits(model, jnp.asarray(padded), jnp.int32(len(window))))))
+        logits = np.asarray(_last_logits(model, jnp.asarray(padded), jnp.int32(len(window))))
+        token = int(np.argmax(logits)) if forced is None else forced[i]
+        yield logits, token
+        history.append(token)
         if len(history) - window_start > block_size:
             window_start = len(history) - block_size // 2
-    return history[len(prompt):]
+
+
+def generate_without_cache(model: GPT, prompt: list[int], max_new_tokens: int, bucket: int = 64) -> list[int]:
+    """Greedy decoding without the cache (`steps_without_cache`): the reference that tests
+    compare `generate` against, and the baseline bench.py times."""
+    return [token for _, token in steps_without_cache(model, prompt, max_new_tokens, bucket=bucket)]

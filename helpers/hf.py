@@ -11,6 +11,7 @@ pytorch_model.bin files are pickles, and no load path here unpickles anything: c
 checkpoint to safetensors first (see the error message).
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -40,7 +41,6 @@ TIED_HEAD = "lm_head.weight"
 # config.json fields that must hold these values for the checkpoint to be this architecture.
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both GPT-2's tanh-approximated GELU
 REQUIRED_FLAGS = {
-    "layer_norm_epsilon": 1e-5,
     "scale_attn_weights": True,
     "scale_attn_by_inverse_layer_idx": False,
     "tie_word_embeddings": True,
@@ -74,6 +74,7 @@ def read_config(hf_dir: Path) -> GPTConfig:
         return GPTConfig(
             block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
             n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True, mlp="gelu",
+            options={"eps": hf.get("layer_norm_epsilon", 1e-5)},  # the norms' epsilon
         )
     except (KeyError, ValueError) as error:
         raise HFError(f"{path}: {type(error).__name__} {error}") from None
@@ -138,14 +139,12 @@ def get_path(tree, dotted: str):
     return functools.reduce(getattr, dotted.split("."), tree)
 
 
-def load_gpt2(
-    hf_dir: Path, block_size: int | None = None, dropout: float = 0.0, scan_layers: bool = True, remat: str = "none"
-) -> GPT:
+def load_gpt2(hf_dir: Path, block_size: int | None = None, dropout: float = 0.0, scan_layers: bool = True) -> GPT:
     """Our GPT holding an HF GPT-2 checkpoint's weights (fp32).
 
     block_size below the checkpoint's n_positions keeps only the first position embeddings
-    (nanoGPT's crop_block_size); dropout and how the layers run (scan_layers, remat) are ours
-    to choose, as in nanoGPT.
+    (nanoGPT's crop_block_size); dropout and how the layers run (scan_layers) are ours to
+    choose, as in nanoGPT.
     """
     config = read_config(hf_dir)
     tensors = normalise_names(read_tensors(hf_dir))
@@ -170,8 +169,7 @@ def load_gpt2(
             layers = [layer.T for layer in layers]
         arrays[f"h.{name}"] = np.stack(layers).astype(np.float32)
 
-    config = GPTConfig(**{**config.__dict__, "block_size": block_size, "dropout": dropout,
-                            "scan_layers": scan_layers, "remat": remat})
+    config = dataclasses.replace(config, block_size=block_size, dropout=dropout, scan_layers=scan_layers)
     # The skeleton has shapes only (eval_shape): no random init for weights about to be replaced.
     skeleton = eqx.filter_eval_shape(GPT, config, key=jax.random.key(0))
     names = list(arrays)
@@ -181,20 +179,27 @@ def load_gpt2(
 def save_gpt2(model: GPT, out_dir: Path, vocab_size: int | None = None) -> None:
     """Write `model` as an HF GPT-2 directory that GPT2LMHeadModel.from_pretrained loads.
 
-    Only what GPT-2 can express exports (GELU, LayerNorm, learned positions, full multi-head
-    attention). A model without biases exports zero biases, which compute the same thing.
-    vocab_size, when the model's head is padded past its tokenizer's vocabulary, keeps only
-    the tokenizer's rows, so the export pairs with that tokenizer.
+    Only a model GPT-2 expresses exactly exports: our own GPT class (no subclass: it may
+    compute anything), GELU, LayerNorm, learned positions, full multi-head attention; anything
+    else is refused, so an export never loads in transformers as a different model. A model
+    without biases exports zero biases, which compute the same thing. vocab_size, when the
+    model's head is padded past its tokenizer's vocabulary, keeps only the tokenizer's rows, so
+    the export pairs with that tokenizer.
     """
     from safetensors.numpy import save_file
 
     config = model.config
+    if type(model) is not GPT:
+        raise HFError(f"GPT-2 cannot express model {config.model!r} ({type(model).__qualname__}): only model.GPT "
+                      "itself exports, since a class of its own may compute what GPT-2 does not")
     gpt2_choices = {"mlp": "gelu", "norm": "layernorm", "position": "learned", "block": "sequential",
-                    "mixer": "attention", "window": 0, "layers": (), "qk_norm": False, "softcap": 0.0,
-                    "tie_head": True}
+                    "mixer": "attention", "window": 0, "qk_norm": False, "softcap": 0.0, "tie_head": True, "model": "gpt"}
     differ = [f"{k}={getattr(config, k)!r}" for k, v in gpt2_choices.items() if getattr(config, k) != v]
+    if any(spec != config.spec() for spec in config.layer_specs()):  # a layer unlike the others
+        differ.append(f"layers={config.layers!r}")
     if config.kv_heads != config.n_head:
         differ.append(f"n_kv_head={config.n_kv_head}")
+    differ += [f"{k}={v!r}" for k, v in config.options if k != "eps"]
     if differ:
         raise HFError(f"GPT-2 cannot express this model ({', '.join(differ)}); only GPT-2's own "
                       f"architecture exports: {', '.join(f'{k}={v!r}' for k, v in gpt2_choices.items())}")
@@ -216,7 +221,7 @@ def save_gpt2(model: GPT, out_dir: Path, vocab_size: int | None = None) -> None:
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
         "n_positions": config.block_size, "n_ctx": config.block_size, "vocab_size": vocab_size,
         "n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
-        "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True,
+        "layer_norm_epsilon": config.option("eps"), "tie_word_embeddings": True,
     }
     if vocab_size > GPT2_EOT_ID:  # GPT-2's vocabulary: its end-of-text token
         hf_config |= {"bos_token_id": GPT2_EOT_ID, "eos_token_id": GPT2_EOT_ID}
@@ -271,16 +276,22 @@ def resolve(init_from: str) -> Path:
 if __name__ == "__main__":
     import sys
 
+    from configurator import run_config_file
     from helpers.errors import report_user_errors
     from helpers.training import load_trained_model
 
     @report_user_errors
     def export(args: list[str]) -> None:
-        """python -m helpers.hf OUT_DIR HF_DIR: a training run's model as an HF GPT-2 directory."""
-        if len(args) != 2:
-            raise UserError("usage: python -m helpers.hf OUT_DIR HF_DIR (a training run's folder, then the new directory)")
-        model, header = load_trained_model(Path(args[0]))
-        save_gpt2(model, Path(args[1]), header.get("tokenizer", {}).get("vocab_size"))
-        print(f"wrote {args[1]}/config.json and model.safetensors")
+        """python -m helpers.hf [FILE.py ...] OUT_DIR HF_DIR: a training run's model as an HF GPT-2
+        directory. FILE.py: the files that register the run's components, as train.py was given."""
+        *files, out_dir, hf_dir = args if len(args) >= 2 else ("", "")
+        if not out_dir or any(not f.endswith(".py") for f in files):
+            raise UserError("usage: python -m helpers.hf [FILE.py ...] OUT_DIR HF_DIR (the files that register the "
+                            "run's components, as train.py was given them; the run's folder; the new directory)")
+        for file in files:
+            run_config_file(file)
+        model, header = load_trained_model(Path(out_dir))
+        save_gpt2(model, Path(hf_dir), header.get("tokenizer", {}).get("vocab_size"))
+        print(f"wrote {hf_dir}/config.json and model.safetensors")
 
     export(sys.argv[1:])

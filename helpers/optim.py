@@ -14,13 +14,19 @@ import equinox as eqx
 import jax
 import optax
 
-from model import weight_matrices
+from model import NORMS, Embedding
 
-OPTIMIZERS = ("adamw", "muon")
+# Each optimizer's one-line description, for --list.
+OPTIMIZERS = {
+    "adamw": "nanoGPT's AdamW on every array, with weight decay on the weight matrices only",
+    "muon": "Muon on the hidden weight matrices; AdamW (no weight decay) on embeddings, head, gains and biases",
+}
 # A Linear weight is (out, in), PyTorch's layout: Muon's matrix maps the last axis (in) to the one
 # before (out). Any axis before those, the layer axis of stacked blocks, is a batch axis: each
 # layer's matrix is made orthogonal on its own.
 LINEAR_MATRIX = optax.contrib.MuonDimensionNumbers(reduction_axis=-1, output_axis=-2)
+# Norms, whose weights are gains, not matrices, even when stacked layers make them 2-D.
+EQUINOX_NORMS = (eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.GroupNorm)
 
 
 def lr_schedule(
@@ -42,18 +48,77 @@ def lr_schedule(
     return optax.join_schedules([warmup, cosine], boundaries=[warmup_iters])
 
 
+def weight_layers(model) -> list[tuple[tuple, eqx.Module]]:
+    """(path, layer) for every layer of `model` with a weight matrix: any module whose `weight`
+    has two axes or more per layer and that is not a norm (ours or Equinox's): Linear and
+    Embedding, ours or Equinox's, and a layer of your own built the same way. The layers of a
+    stacked `h` (GPT's alike layers) carry one more axis, the layer axis, which does not count."""
+    norms = (*NORMS.values(), *EQUINOX_NORMS)
+    stacked = isinstance(getattr(model, "h", None), eqx.Module)  # one module of stacked layers, not a tuple
+
+    def has_weight(node) -> bool:
+        return isinstance(node, eqx.Module) and hasattr(getattr(node, "weight", None), "ndim")
+
+    found = []
+    for path, node in jax.tree_util.tree_leaves_with_path(model, is_leaf=has_weight):
+        layer_axes = 1 if stacked and path[0] == jax.tree_util.GetAttrKey("h") else 0
+        if has_weight(node) and not isinstance(node, norms) and node.weight.ndim - layer_axes >= 2:
+            found.append((path, node))
+    return found
+
+
+def weight_matrices(model) -> list:
+    """The arrays weight decay shrinks: `model.weight_matrices()` where the model says, else the
+    weight of every layer `weight_layers` finds."""
+    if hasattr(model, "weight_matrices"):
+        return model.weight_matrices()
+    return [layer.weight for _, layer in weight_layers(model)]
+
+
+def hidden_matrices(model) -> list:
+    """The arrays Muon updates: `model.hidden_matrices()` where the model says, else the weight
+    matrices inside the model's layers. Left out are the embeddings (lookups, not maps between
+    hidden states) and the layers the model holds itself rather than inside a block or a list,
+    its head above all."""
+    if hasattr(model, "hidden_matrices"):
+        return model.hidden_matrices()
+    return [layer.weight for path, layer in weight_layers(model)
+            if len(path) > 1 and not isinstance(layer, (Embedding, eqx.nn.Embedding))]
+
+
+def _marked(params, arrays: list):
+    """A tree shaped like `params`: True for each leaf in `arrays`, False elsewhere."""
+    chosen = {id(a) for a in arrays}
+    return jax.tree.map(lambda leaf: id(leaf) in chosen, params)
+
+
 def decay_mask(params):
-    """True for the Linear and Embedding weights, False for biases and norm gains: decaying
-    the latter only pulls them toward zero for no benefit."""
-    mask = jax.tree.map(lambda _: False, params)
-    return eqx.tree_at(weight_matrices, mask, replace_fn=lambda _: True)
+    """True for the weight matrices, False for biases and norm gains: decaying the latter only
+    pulls them toward zero for no benefit."""
+    return _marked(params, weight_matrices(params))
 
 
 def muon_dimensions(params):
-    """Muon's share of the parameters: LINEAR_MATRIX for the weight of every Linear in the
-    blocks, None (AdamW's) for every other leaf."""
-    hidden = {id(weight) for weight in weight_matrices(params.h)}
-    return jax.tree.map(lambda leaf: LINEAR_MATRIX if id(leaf) in hidden else None, params)
+    """Muon's share of the parameters: LINEAR_MATRIX for each hidden matrix, None (AdamW's) for
+    every other leaf."""
+    hidden = _marked(params, hidden_matrices(params))
+    return jax.tree.map(lambda leaf, muon: LINEAR_MATRIX if muon else None, params, hidden)
+
+
+def parameter_groups(model, optimizer: str) -> dict[str, list]:
+    """The model's arrays by how `optimizer` updates them, to say so at the start of a run."""
+    params = jax.tree.leaves(eqx.filter(model, eqx.is_array))
+    special = hidden_matrices(model) if optimizer == "muon" else weight_matrices(model)
+    chosen = {id(a) for a in special}
+    rest = [p for p in params if id(p) not in chosen]
+    if optimizer == "muon":
+        return {"muon (hidden matrices)": special, "adamw (the rest, no weight decay)": rest}
+    return {"adamw with weight decay (matrices)": special, "adamw without (gains, biases, the rest)": rest}
+
+
+def describe_groups(groups: dict[str, list]) -> str:
+    return "; ".join(f"{name}: {len(arrays)} arrays, {sum(a.size for a in arrays):,} parameters"
+                     for name, arrays in groups.items())
 
 
 def make_optimizer(

@@ -12,12 +12,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from jaxtyping import Array, Float, Int  # noqa: E402
 
 from helpers.errors import UserError  # noqa: E402
-from model import GPT, CausalSelfAttention  # noqa: E402
+from model import GPT, CausalSelfAttention, attend, causal_mask  # noqa: E402
 
 
 def read_log(out_dir: Path) -> list[dict]:
@@ -83,14 +84,24 @@ def plot_losses(runs: dict[str, list[dict]], path: Path, measure: str = "loss") 
     save(fig, path)
 
 
+def attention_weights(attn: CausalSelfAttention, x: Float[Array, "T C"]) -> Float[Array, "H T T"]:
+    """An attention layer's probabilities for its input x: row i of head h says how much
+    position i takes from each position (what the layer's fused kernel never builds)."""
+    positions = jnp.arange(x.shape[0])
+    q, k, v = attn.heads(x, positions)
+    return attend(q, k, v, causal_mask(positions, positions, attn.window))[1]
+
+
 def attention_maps(model: GPT, idx: Int[Array, " T"]) -> dict[int, Float[Array, "H T T"]]:
     """Each attention layer's probabilities for one sequence, by layer index (layers with
     another mixer have none). Runs the layers one at a time, as GPT.__call__ does."""
+    if not isinstance(model, GPT):
+        raise UserError(f"attention maps are drawn from a GPT's blocks, and {type(model).__name__} is no GPT")
     x = model.embed(idx, 0)
     maps = {}
     for i, block in enumerate(model.blocks()):
-        if isinstance(block.attn, CausalSelfAttention):
-            maps[i] = block.attn.weights(block.ln_1(x))
+        if isinstance(getattr(block, "attn", None), CausalSelfAttention):
+            maps[i] = attention_weights(block.attn, block.ln_1(x))
         x = block(x)
     return maps
 

@@ -11,31 +11,49 @@ import optax
 from helpers import archs, checkpoint, hf
 from helpers.data import model_vocab_size
 from helpers.errors import UserError
+from helpers.registry import OPTIONS, unused_option
 from helpers.tokenizer import tokenizer_name, tokenizer_sha256
 from helpers.training import checkpoint_config, init_state, with_dropout
 from model import RUN_FIELDS, GPTConfig
 
 
-def resumed_config(settings: dict, header: dict, ckpt_path: Path, explicit: set[str], say: Callable) -> GPTConfig:
-    """The checkpoint's architecture, with this run's dropout and way of running the layers
-    (RUN_FIELDS), as nanoGPT takes dropout from the run. An architecture flag given explicitly
-    that the checkpoint contradicts is an error, never silently dropped."""
-    saved = checkpoint_config(header, ckpt_path)
-    config = dataclasses.replace(saved, **{k: settings[k] for k in RUN_FIELDS})
-    differ = [f"{k}={getattr(config, k)!r} (asked: {settings[k]!r})"
-              for k in sorted(explicit & set(header["model_config"])) if settings[k] != getattr(config, k)]
+def asked(settings: dict) -> dict:
+    """The model fields and options this run asks for, with their values: those a config file or
+    the command line set (configurator.Settings.explicit) and those of its --arch preset, with
+    n_layer following a list of layers as it does for a new model."""
+    explicit = set(getattr(settings, "explicit", ()))
+    preset = archs.ARCHS[settings["arch"]]() if settings.get("arch") else {}
+    fields = {f.name for f in dataclasses.fields(GPTConfig)} | set(OPTIONS)
+    values = {k: settings[k] for k in (explicit | set(preset)) & set(settings) & fields}
+    try:
+        return archs.with_layer_count(values, explicit)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def continued_config(saved: GPTConfig, settings: dict, source: str, say: Callable, run_fields=RUN_FIELDS) -> GPTConfig:
+    """The architecture `source` holds (a checkpoint, or Hugging Face weights), with this run's
+    `run_fields` (dropout and how the layers run, as nanoGPT takes dropout from the run). A
+    field or option this run asks for that the saved model contradicts, or does not use, is an
+    error, never silently dropped."""
+    config = dataclasses.replace(saved, **{k: settings[k] for k in run_fields})
+    held = config.as_dict()
+    wanted = {k: v for k, v in asked(settings).items() if k not in run_fields}
+    if unused := sorted(set(wanted) - set(held)):
+        raise UserError(f"{source}: {unused_option(unused[0], 'its model')}: drop {', '.join(unused)} to continue from it")
+    differ = [f"{k}={held[k]!r} (asked: {v!r})" for k, v in sorted(wanted.items()) if v != held[k]]
     if differ:
-        raise UserError(f"{ckpt_path} holds another architecture: {', '.join(differ)}; "
-                        "drop those flags to resume it, or train a new model in another --out_dir")
-    changed = [f"{k}={getattr(config, k)!r} (the checkpoint's: {getattr(saved, k)!r})"
-               for k in RUN_FIELDS if getattr(config, k) != getattr(saved, k)]
+        raise UserError(f"{source} holds another architecture: {', '.join(differ)}; drop those settings to "
+                        "continue from it, or train a new model in another --out_dir")
+    changed = [f"{k}={getattr(config, k)!r} (the saved model's: {getattr(saved, k)!r})"
+               for k in run_fields if getattr(config, k) != getattr(saved, k)]
     if changed:
-        say(f"resuming with this run's {', '.join(changed)}")
+        say(f"continuing with this run's {', '.join(changed)}")
     return config
 
 
 def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransformation, ckpt_path: Path,
-                   explicit: set[str], say: Callable) -> tuple[GPTConfig, dict, int, float]:
+                   say: Callable) -> tuple[GPTConfig, dict, int, float]:
     """The model config, the training state (as `init_state` makes it), the iteration to start
     from and the best val loss so far, for settings["init_from"]: scratch, resume, or GPT-2
     weights (a name from the local Hugging Face cache, or a directory)."""
@@ -48,7 +66,7 @@ def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransfor
                    else f"prepare the data with the checkpoint's tokenizer (prepare.py --tokenizer={ckpt_path})")
             raise UserError(f"{ckpt_path} was trained with the tokenizer {tokenizer_name(header['tokenizer'])}, but "
                             f"dataset {settings['dataset']} uses {tokenizer_name(meta)}: {fix}, or train a new model")
-        config = resumed_config(settings, header, ckpt_path, explicit, say)
+        config = continued_config(checkpoint_config(header, ckpt_path), settings, str(ckpt_path), say)
         # filter_eval_shape builds the state's shapes without computing anything.
         state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, settings["seed"]))
         # The file holds the dropout rate the model trained with (a float beside the arrays).
@@ -61,6 +79,8 @@ def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransfor
     else:
         hf_dir = hf.resolve(init_from)
         say(f"initialising from {hf_dir}")
-        pretrained = hf.load_gpt2(hf_dir, **{k: settings[k] for k in ("block_size", *RUN_FIELDS)})
-        config = pretrained.config
+        # As a resume, except that a shorter block_size is this run's too: the first position
+        # embeddings are kept (nanoGPT's crop_block_size).
+        config = continued_config(hf.read_config(hf_dir), settings, str(hf_dir), say, ("block_size", *RUN_FIELDS))
+        pretrained = hf.load_gpt2(hf_dir, config.block_size, config.dropout, config.scan_layers)
     return config, init_state(config, optimizer, settings["seed"], pretrained), 0, math.inf

@@ -1,4 +1,5 @@
-"""The compiled pieces of training: the loss, one optimizer step, and evaluation."""
+"""The compiled pieces of training: the loss, one optimizer step, and evaluation; and the
+training state a run starts from and a checkpoint holds."""
 
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from helpers import checkpoint, cpu_fast_path
+from helpers.contract import build_model
 from helpers.errors import UserError
 from helpers.optim import optimizer_from_settings
-from model import GPT, MODELS, GPTConfig
+from model import GPT, GPTConfig
 
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -20,6 +22,15 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # (tests/test_training.py checks it).
 INIT_COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
 DTYPE_CHOICES = ("auto", *COMPUTE_DTYPES)
+# Gradient checkpointing: what the backward pass may keep of each layer's forward pass; the
+# rest it recomputes from the layer's input. PyTorch's torch.utils.checkpoint keeps only the
+# inputs; `jax.checkpoint` takes a policy, so a layer can keep its matmuls, the costly part, and
+# recompute only the cheap elementwise work (norms, activations, softmax) around them.
+REMAT_POLICIES = {
+    "none": None,  # keep everything: no recomputation, the most memory
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,  # keep only each layer's input
+}
 
 
 def compute_dtype(name: str):
@@ -47,7 +58,7 @@ def init_state(
         # compiler options only on an outermost jit.
         traced = isinstance(model_key, jax.core.Tracer)
         options = None if traced else INIT_COMPILER_OPTIONS.get(jax.default_backend())
-        model = eqx.filter_jit(MODELS[config.model], compiler_options=options)(config, key=model_key)
+        model = eqx.filter_jit(build_model, compiler_options=options)(config, model_key)
     return {
         "model": model,
         "opt_state": optimizer.init(eqx.filter(model, eqx.is_array)),
@@ -61,8 +72,10 @@ def init_state(
 def checkpoint_config(header: dict, path: Path) -> GPTConfig:
     """The model config a checkpoint's header holds, or a clear error when this process cannot
     build it: a component (mixer, model class, ...) registered by a file it was not given."""
+    # remat was a model field in checkpoints written before it became a training setting.
+    values = {k: v for k, v in header["model_config"].items() if k != "remat"}
     try:
-        return GPTConfig(**header["model_config"])
+        return GPTConfig.from_dict(values)
     except (TypeError, ValueError) as error:
         raise UserError(
             f"{path} cannot be rebuilt here: {error}. If it was trained with components of your own, "
@@ -98,15 +111,45 @@ def cast_floats(model: GPT, dtype) -> GPT:
     )
 
 
+class Checkpointed(eqx.Module):
+    """A block whose forward pass the backward pass recomputes from the block's input, keeping
+    only what the REMAT_POLICIES policy lets it keep."""
+
+    block: eqx.Module
+    policy: str = eqx.field(static=True)
+
+    def __call__(self, x: Float[Array, "T C"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
+        # filter_checkpoint is jax.checkpoint for a function of a Module: the block's arrays
+        # are traced, its other fields (dropout's rate, names) stay static.
+        run = eqx.filter_checkpoint(lambda block, x, key: block(x, key=key), policy=REMAT_POLICIES[self.policy])
+        return run(self.block, x, key)
+
+
+def with_remat(model: GPT, remat: str) -> GPT:
+    """`model` with each block recomputed in the backward pass (remat "dots" or "full"). The
+    blocks are the model's `h`, stacked (one Checkpointed around them: the scan slices it per
+    layer) or a tuple."""
+    if remat not in REMAT_POLICIES:
+        raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {remat!r}")
+    if remat == "none":
+        return model
+    if not hasattr(model, "h"):
+        raise UserError(f"remat={remat} recomputes the blocks in model.h, and {type(model).__name__} has no h: "
+                        "use remat=none")
+    wrapped = tuple(Checkpointed(b, remat) for b in model.h) if isinstance(model.h, tuple) else Checkpointed(model.h, remat)
+    return eqx.tree_at(lambda m: m.h, model, wrapped)
+
+
 def loss_fn(
     model: GPT,
     x: Int[Array, "B T"],
     y: Int[Array, "B T"],
     key: PRNGKeyArray | None,
     compute_dtype=jnp.float32,
+    remat: str = "none",
 ) -> Float[Array, ""]:
     """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype."""
-    model = cast_floats(model, compute_dtype)
+    model = with_remat(cast_floats(model, compute_dtype), remat)
     keys = None if key is None else jax.random.split(key, x.shape[0])  # one dropout key per row
     # The model takes one sequence; vmap maps it over the batch. On a CPU, the CPU fast path
     # does (the same values and gradients, in a form XLA's CPU backend runs faster).
@@ -127,6 +170,7 @@ def make_step(
     key: PRNGKeyArray,
     optimizer: optax.GradientTransformation,
     compute_dtype=jnp.float32,
+    remat: str = "none",
 ) -> tuple[GPT, optax.OptState, Float[Array, ""]]:
     """One optimizer update from A micro-batches of B sequences (gradient accumulation).
 
@@ -139,7 +183,7 @@ def make_step(
         xb, yb, kb = batch
         # filter_value_and_grad differentiates with respect to the model's float arrays only.
         loss, grads = eqx.filter_value_and_grad(loss_fn)(
-            eqx.combine(params, static), xb, yb, kb, compute_dtype
+            eqx.combine(params, static), xb, yb, kb, compute_dtype, remat
         )
         return jax.tree.map(jnp.add, grad_sum, grads), loss
 
@@ -161,6 +205,7 @@ def make_steps(
     first_iter: Int[Array, ""],
     optimizer: optax.GradientTransformation,
     compute_dtype=jnp.float32,
+    remat: str = "none",
 ) -> tuple[GPT, optax.OptState, Float[Array, " S"]]:
     """S optimizer updates (make_step S times) in one compiled call; the loss of each.
 
@@ -176,7 +221,8 @@ def make_steps(
         params, opt_state = carry
         xb, yb, iteration = batch
         model, opt_state, loss = make_step(
-            eqx.combine(params, static), opt_state, xb, yb, jax.random.fold_in(key, iteration), optimizer, compute_dtype
+            eqx.combine(params, static), opt_state, xb, yb, jax.random.fold_in(key, iteration), optimizer, compute_dtype,
+            remat,
         )
         return (eqx.filter(model, eqx.is_array), opt_state), loss
 

@@ -18,6 +18,7 @@ _cache = Path(tempfile.gettempdir()) / f"jax-cache-{_run_id}" if _run_id else Pa
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_cache))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+import components  # noqa: E402,F401 (the optional built-ins, registered as the scripts register them)
 from helpers.cpu_runtime import cpu_backend_expected  # noqa: E402
 from helpers.data import write_char_dataset  # noqa: E402
 from helpers.tokenizer import EOT  # noqa: E402

@@ -54,7 +54,7 @@ def outputs(config) -> dict:
         logits = jax.vmap(model)(idx)
         return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean(), logits
 
-    (value, logits), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model)
+    (value, logits), grads = eqx.filter_jit(eqx.filter_value_and_grad(loss, has_aux=True))(model)
     norms = {jax.tree_util.keystr(path): float(jnp.linalg.norm(g))
              for path, g in jax.tree_util.tree_leaves_with_path(eqx.filter(grads, eqx.is_array))}
     return {"logits": np.asarray(logits[:, :4, :6]).round(6).tolist(), "loss": float(value), "grad_norms": norms}

@@ -64,7 +64,7 @@ def test_every_preset_round_trips_through_a_checkpoint(tmp_path, name):
                     weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0)
     config = shrunk(name)
     state = init_state(config, optimizer_from_settings(settings)[0], seed=0)
-    header = {"iter_num": 0, "best_val_loss": 0.0, "model_config": config.__dict__ | {"layers": list(config.layers)},
+    header = {"iter_num": 0, "best_val_loss": 0.0, "model_config": config.as_dict(),
               "settings": settings}
     checkpoint.save(tmp_path / "ckpt.eqx", header, state)
     model, _ = load_trained_model(tmp_path)

@@ -91,7 +91,7 @@ def test_the_written_out_norm_gradient_is_autodiffs(name):
     x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (4, 8, 32))
     probe = jax.random.normal(jax.random.key(1), (4, 8, 32))
     for eps in (1e-5, 10.0):  # a large eps makes its part of the gradient visible
-        plain = NORMS[name](32, bias=True, eps=eps)
+        plain = NORMS[name](GPTConfig(n_embd=32, n_head=2, bias=True), {"eps": eps})
         plain = eqx.tree_at(lambda n: n.weight, plain, jax.random.normal(jax.random.key(2), (32,)))
         fast = cpu_fast_path._swap_layers(plain)
         assert type(fast) is not type(plain)

@@ -128,3 +128,19 @@ def test_a_padded_head_never_generates_a_padding_id():
     assert len(tokens) == 800 and max(tokens) < 20
     greedy = generate(MODEL, PROMPT, 50, key=jax.random.key(5), temperature=0.0, vocab_size=20)[0]
     assert max(greedy) < 20
+
+
+def test_a_cache_that_cannot_be_rewound_gets_its_prompt_unpadded(tmp_path):
+    from configurator import run_config_file
+    from conftest import ROOT
+    from helpers.generation import cache_rewinds, prompt_bucket
+    from model import GPTConfig
+
+    run_config_file(ROOT / "examples" / "hybrid_stack.py")  # the EMA mixer: cache_rewinds = False
+    ema = GPT(GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=2, n_embd=32, layers=("attention", "ema")),
+              key=jax.random.key(0))
+    assert cache_rewinds(MODEL) and not cache_rewinds(ema)
+    assert prompt_bucket(5, 32) == 16 and prompt_bucket(5, 32, rewinds=False) == 5
+    for prompt_len, new in [(5, 40), (33, 10)]:  # across a crop; a prompt longer than block_size
+        prompt = [int(t) for t in np.random.default_rng(prompt_len).integers(0, 50, prompt_len)]
+        assert generate(ema, prompt, new, key=jax.random.key(1), temperature=0.0) == [generate_without_cache(ema, prompt, new)]

@@ -1,5 +1,6 @@
 """Hugging Face GPT-2 import and export, against transformers itself (test-only dependency)."""
 
+import dataclasses
 import json
 
 import equinox as eqx
@@ -165,3 +166,59 @@ def test_finetune_from_an_hf_directory_and_resume(tmp_path, char_dataset):
     assert header["model_config"]["block_size"] == 32 and header["model_config"]["dropout"] == 0.1
     resumed = run_script(*args, "--init_from=resume", "--max_iters=4")
     assert "resuming from" in resumed.stdout and "step 4:" in resumed.stdout
+
+
+def test_export_refuses_what_gpt2_cannot_express(tmp_path):
+    from model import MODELS
+
+    @MODELS.register("test-hf-subclass")
+    class Subclass(GPT):
+        pass
+
+    config = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=24, mlp="gelu")
+    subclass = Subclass(GPTConfig.from_dict(config.as_dict() | {"model": "test-hf-subclass"}), key=jax.random.key(0))
+    with pytest.raises(hf.HFError, match="GPT-2 cannot express model 'test-hf-subclass'"):
+        hf.save_gpt2(subclass, tmp_path / "a")
+    with pytest.raises(hf.HFError, match=r"cannot express this model \(mlp='swiglu'\)"):
+        hf.save_gpt2(GPT(GPTConfig.from_dict(config.as_dict() | {"mlp": "swiglu"}), key=jax.random.key(0)), tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_layers_listed_alike_are_gpt2_and_export(tmp_path):
+    config = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=24, mlp="gelu",
+                       layers=("attention", "mixer=attention"))
+    ours = GPT(config, key=jax.random.key(0))
+    hf.save_gpt2(ours, tmp_path)
+    tokens = np.random.default_rng(0).integers(0, 40, (1, 16))
+    assert np.abs(our_logits(ours, tokens) - our_logits(hf.load_gpt2(tmp_path), tokens)).max() <= 1e-6
+    with pytest.raises(hf.HFError, match=r"layers=\('attention', 'window=4'\)"):
+        hf.save_gpt2(GPT(dataclasses.replace(config, layers=("attention", "window=4")), key=jax.random.key(0)),
+                     tmp_path / "windowed")
+
+
+def test_a_norm_epsilon_of_its_own_exports_exactly(tmp_path):
+    config = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=24, mlp="gelu", options={"eps": 0.5})
+    ours = GPT(config, key=jax.random.key(3))
+    hf.save_gpt2(ours, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["layer_norm_epsilon"] == 0.5
+    theirs = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    tokens = np.random.default_rng(0).integers(0, 40, (2, 16))
+    assert np.abs(our_logits(ours, tokens) - hf_logits(theirs, tokens)).max() <= 1e-4
+    assert hf.load_gpt2(tmp_path).config.option("eps") == 0.5
+
+
+def test_finetuning_refuses_flags_that_contradict_the_weights(tmp_path, char_dataset):
+    # As a resume does: GPT-2 weights bring their architecture; a flag that differs is an error,
+    # never silently dropped, while this run's dropout and a shorter block_size apply.
+    meta = json.loads((char_dataset / "meta.json").read_text())
+    hf_dir = tmp_path / "hf"
+    random_hf_model(dict(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=meta["vocab_size"])).save_pretrained(
+        hf_dir, safe_serialization=True)
+    capped = tmp_path / "capped.py"
+    capped.write_text("from model import GPT, MODELS\n\n\n@MODELS.register('test-hf-capped')\nclass Capped(GPT):\n    pass\n")
+    result = run_script("train.py", capped, f"--dataset={char_dataset}", f"--out_dir={tmp_path / 'run'}",
+                        f"--init_from={hf_dir}", "--model=test-hf-capped", "--n_layer=3", "--softcap=5", "--max_iters=1",
+                        check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert (f"{hf_dir} holds another architecture: model='gpt' (asked: 'test-hf-capped'), n_layer=2 (asked: 3), "
+            "softcap=0.0 (asked: 5.0)") in result.stderr

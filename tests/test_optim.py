@@ -107,3 +107,77 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(layers):
     assert max(five) < 2  # Newton-Schulz: roughly equal (a gradient's: about 3)
     # muon_ns_steps reaches optax: a single Newton-Schulz step leaves the updates further from orthogonal.
     assert min(spreads(1)) > max(five) + 0.2
+
+
+def test_the_matrices_of_any_model_are_found():
+    import equinox as eqx
+
+    from helpers.optim import describe_groups, hidden_matrices, parameter_groups, weight_matrices
+
+    class Dense(eqx.Module):
+        """A layer of one's own, built like a Linear: its matrix is called weight."""
+
+        weight: jax.Array
+
+    class FromScratch(eqx.Module):
+        embed: eqx.nn.Embedding
+        layers: list
+        norm: eqx.nn.LayerNorm
+        out: eqx.nn.Linear
+
+    key = jax.random.key(0)
+    model = FromScratch(eqx.nn.Embedding(10, 8, key=key), [eqx.nn.Linear(8, 8, key=key), Dense(jax.numpy.ones((8, 8)))],
+                        eqx.nn.LayerNorm(8), eqx.nn.Linear(8, 10, key=key))
+    ids = lambda arrays: {id(a) for a in arrays}  # noqa: E731
+    assert ids(weight_matrices(model)) == ids([model.embed.weight, model.layers[0].weight, model.layers[1].weight,
+                                               model.out.weight])
+    # Muon: not the embedding, not the output layer the model holds itself.
+    assert ids(hidden_matrices(model)) == ids([model.layers[0].weight, model.layers[1].weight])
+    assert describe_groups(parameter_groups(model, "muon")).startswith("muon (hidden matrices): 2 arrays, 128 parameters")
+
+    class Says(FromScratch):
+        def hidden_matrices(self):  # a model may say which arrays are matrices
+            return [self.layers[1].weight]
+
+    says = Says(*(getattr(model, name) for name in ("embed", "layers", "norm", "out")))
+    assert ids(hidden_matrices(says)) == ids([says.layers[1].weight])
+
+
+def test_stacked_norms_are_not_matrices():
+    from helpers.optim import weight_matrices
+
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16, norm="rmsnorm"),
+                key=jax.random.key(0))
+    assert model.h.ln_1.weight.ndim == 2  # stacked: one row per layer
+    assert all(matrix is not model.h.ln_1.weight for matrix in weight_matrices(model))
+    assert len(weight_matrices(model)) == 2 + 4  # wte, wpe, and the blocks' four Linears
+
+
+@pytest.mark.parametrize("layers", [(), ("test-gained", "attention")], ids=["stacked", "mixed"])
+def test_a_components_own_gain_is_no_matrix_stacked_or_not(layers):
+    # Stacking adds a layer axis: a (C,) gain becomes (L, C), and must still not be decayed.
+    import equinox as eqx
+
+    from helpers.optim import hidden_matrices, weight_matrices
+    from model import MIXERS, Linear
+
+    class Gain(eqx.Module):
+        weight: jax.Array
+
+    @MIXERS.register("test-gained")
+    class Gained(eqx.Module):
+        gain: Gain
+        c_proj: Linear
+
+        def __init__(self, config, spec):
+            self.gain, self.c_proj = Gain(jax.numpy.ones(config.n_embd)), Linear(config.n_embd, config.n_embd, False)
+
+        def __call__(self, x, *, key=None):
+            return self.c_proj(x * self.gain.weight)
+
+    config = GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16, mixer="test-gained", layers=layers)
+    model = GPT(config, key=jax.random.key(0))
+    gains = [block.attn.gain.weight for block in ([model.h] if model.stacked else model.h) if hasattr(block.attn, "gain")]
+    for arrays in (weight_matrices(model), hidden_matrices(model)):
+        assert not any(array is gain for array in arrays for gain in gains)
+    assert len(weight_matrices(model)) == (2 + 3 if not layers else 2 + 3 + 4)  # wte, wpe; each layer's Linears

@@ -1,10 +1,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from matplotlib.image import imread
 
 from helpers import plots
-from helpers.plots import attention_maps, latest, plot_attention, plot_losses
+from helpers.plots import attention_maps, attention_weights, latest, plot_attention, plot_losses
 from model import GPT, GPTConfig
 
 
@@ -57,7 +58,37 @@ def test_attention_maps_cover_the_attention_layers_only(tmp_path):
     for block in model.blocks()[:2]:
         x = block(x)
     layer = model.blocks()[2]
-    np.testing.assert_allclose(maps[2], layer.attn.weights(layer.ln_1(x)), atol=1e-6)
+    np.testing.assert_allclose(maps[2], attention_weights(layer.attn, layer.ln_1(x)), atol=1e-6)
     plot_attention(maps, list("abcdefghij"), tmp_path / "attention.png", "test")
     image = imread(tmp_path / "attention.png")
     assert image.shape[0] > 300 and image.shape[1] > 400 and image[..., :3].std() > 0.05
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_kv_head": 2, "n_head": 4}, {"window": 3}], ids=["mha", "gqa", "window"])
+def test_attention_weights_are_what_the_layer_applies(extra):
+    config = GPTConfig(**dict(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32) | extra)
+    attn = GPT(config, key=jax.random.key(1)).blocks()[0].attn
+    x = jax.random.normal(jax.random.key(2), (16, 32))
+    weights = attention_weights(attn, x)
+    assert weights.shape == (config.n_head, 16, 16)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    query, key = np.indices((16, 16))
+    hidden = (key > query) | ((query - key >= config.window) if config.window else False)
+    assert np.all(np.asarray(weights)[:, hidden] == 0.0) and np.all(np.asarray(weights)[:, ~hidden] > 0.0)
+    # Weighting the values by them gives exactly what the attention layer computes.
+    _, _, v = attn.heads(x, jnp.arange(16))
+    v = jnp.repeat(v, config.n_head // config.kv_heads, axis=1)
+    mixed = jnp.einsum("hqk,khd->qhd", weights, v).reshape(16, 32)
+    np.testing.assert_allclose(attn.c_proj(mixed), attn(x), atol=1e-5)
+
+
+def test_attention_maps_of_a_model_that_is_no_gpt_are_one_clear_error():
+    import equinox as eqx
+
+    from helpers.errors import UserError
+
+    class Scratch(eqx.Module):
+        weight: jax.Array
+
+    with pytest.raises(UserError, match="attention maps are drawn from a GPT's blocks, and Scratch is no GPT"):
+        attention_maps(Scratch(jnp.ones(2)), jnp.arange(4))

@@ -14,7 +14,7 @@ from conftest import ROOT, TINY, corpus_text, run_script
 from helpers import checkpoint
 from helpers.optim import optimizer_from_settings
 from helpers.tokenizer import tokenizer_sha256
-from helpers.training import init_state
+from helpers.training import checkpoint_config, init_state
 from model import GPTConfig
 
 
@@ -31,7 +31,7 @@ def load_params(out_dir):
     path = out_dir / "ckpt.eqx"
     header = checkpoint.read_header(path)
     optimizer, _ = optimizer_from_settings(header["settings"])
-    like = eqx.filter_eval_shape(init_state, GPTConfig(**header["model_config"]), optimizer, 0)
+    like = eqx.filter_eval_shape(init_state, checkpoint_config(header, path), optimizer, 0)
     return header, checkpoint.load(path, like)
 
 
@@ -77,7 +77,7 @@ def test_a_run_may_resume_with_its_layers_run_another_way(tmp_path, char_dataset
     split_losses, _ = losses(split)
     np.testing.assert_allclose([split_losses[i] for i in range(1, 7)], [straight_losses[i] for i in range(1, 7)], rtol=1e-5)
     header, _ = load_params(split)
-    assert header["model_config"]["scan_layers"] is False and header["model_config"]["remat"] == "dots"
+    assert header["model_config"]["scan_layers"] is False and header["settings"]["remat"] == "dots"
 
 
 def test_steps_per_call_changes_nothing_but_speed(tmp_path, char_dataset):
@@ -132,7 +132,7 @@ def test_resume_applies_this_runs_dropout(tmp_path, char_dataset):
         train(tmp_path / name, char_dataset, "--max_iters=3", *common)
     train(tmp_path / "plain", char_dataset, "--max_iters=6", "--init_from=resume", *common)
     result = train(tmp_path / "dropped", char_dataset, "--max_iters=6", "--init_from=resume", "--dropout=0.3", *common)
-    assert "resuming with this run's dropout=0.3 (the checkpoint's: 0.0)" in result.stdout
+    assert "continuing with this run's dropout=0.3 (the saved model's: 0.0)" in result.stdout
     header, _ = load_params(tmp_path / "dropped")
     assert header["model_config"]["dropout"] == 0.3
     plain, _ = losses(tmp_path / "plain")
@@ -256,3 +256,28 @@ def test_a_target_bpb_stops_like_a_target_loss(tmp_path, char_dataset):
     records = losses(tmp_path / "run")[1]
     assert records[0]["val_bpb"] <= 50 and f"reached val bpb {records[0]['val_bpb']:.4f} <= 50.0 at iteration 0" in result.stdout
     assert records[-1] == {"iter": 0, "target_bpb": 50, "reached_s": records[-1]["reached_s"]}
+
+
+def test_a_checkpoint_written_before_the_model_system_still_resumes_and_samples(tmp_path):
+    # tests/data/old_run: a char dataset and a 2-iteration checkpoint of a conv/attention stack
+    # with RMSNorm and a window, written by the code of commit 57368a8 (before options, the
+    # components file and remat as a training setting): `train.py --n_layer=2 --n_head=2
+    # --n_embd=16 --block_size=16 --batch_size=4 --max_iters=2 --eval_interval=2 --eval_iters=1
+    # --layers='("attention", "mixer=conv")' --window=4 --mlp=gelu --norm=rmsnorm`. That code's
+    # greedy sample from it was "to be::nnnnnnnnnnnnnnnnnn".
+    import shutil
+
+    old = ROOT / "tests" / "data" / "old_run"
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    out.mkdir()
+    for name in ("meta.json", "train.bin", "val.bin"):
+        shutil.copy(old / name, data / name)
+    shutil.copy(old / "ckpt.eqx", out / "ckpt.eqx")
+    sampled = run_script("sample.py", f"--out_dir={out}", "--max_new_tokens=20", "--temperature=0", "--start=to be")
+    assert sampled.stdout.splitlines()[0] == "to be::nnnnnnnnnnnnnnnnnn"
+    resumed = run_script("train.py", f"--dataset={data}", f"--out_dir={out}", "--init_from=resume", "--max_iters=4",
+                         "--batch_size=4", "--eval_interval=2", "--eval_iters=1", "--peak_flops=1e11")
+    assert "resuming from" in resumed.stdout and "step 4:" in resumed.stdout
+    header = checkpoint.read_header(out / "ckpt.eqx")
+    assert header["iter_num"] == 4 and header["model_config"]["kernel_size"] == 4 and "remat" not in header["model_config"]

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from helpers.optim import lr_schedule, make_optimizer
-from helpers.training import eval_loss, init_state, make_step, make_steps
+from helpers.training import REMAT_POLICIES, eval_loss, init_state, make_step, make_steps, with_remat
 from model import GPT, MODELS, GPTConfig
 
 CONFIG = GPTConfig(block_size=16, vocab_size=30, n_layer=2, n_head=2, n_embd=32)
@@ -87,7 +87,7 @@ def test_a_registered_subclass_comes_back_from_its_checkpoint_as_itself(tmp_path
     config = dataclasses.replace(CONFIG, model="test-capped")
     state = init_state(config, optimizer_from_settings(settings)[0], seed=0)
     assert type(state["model"]) is CappedGPT
-    checkpoint.save(tmp_path / "ckpt.eqx", {"iter_num": 1, "model_config": dataclasses.asdict(config),
+    checkpoint.save(tmp_path / "ckpt.eqx", {"iter_num": 1, "model_config": config.as_dict(),
                                             "settings": settings}, state)
     loaded, _ = load_trained_model(tmp_path)
     assert type(loaded) is CappedGPT
@@ -115,3 +115,66 @@ def test_the_lighter_compile_of_init_draws_the_same_weights():
     light = eqx.filter_jit(GPT, compiler_options=INIT_COMPILER_OPTIONS["cpu"])(config, key=key)
     for a, b in zip(jax.tree.leaves(eqx.filter(plain, eqx.is_array)), jax.tree.leaves(eqx.filter(light, eqx.is_array))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+REMAT_PRIMITIVE = jax.make_jaxpr(jax.checkpoint(jnp.sin))(1.0).eqns[0].primitive.name
+
+
+@pytest.mark.parametrize("scan_layers", [True, False], ids=["scan", "unrolled"])
+def test_remat_recomputes_layers_to_the_same_gradient(scan_layers):
+    from jaxprs import equations
+
+    idx = jax.random.randint(jax.random.key(6), (4, 16), 0, 50)
+    keys = jax.random.split(jax.random.key(7), 4)
+    # Dropout on: the recomputed forward pass must draw the same masks as the first one.
+    config = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32, scan_layers=scan_layers,
+                       dropout=0.1)
+    params, static = eqx.partition(GPT(config, key=jax.random.key(5)), eqx.is_array)
+    grads = {}
+    for remat in REMAT_POLICIES:
+        def total(p, remat=remat):
+            model = with_remat(eqx.combine(p, static), remat)
+            return jax.vmap(lambda i, k: model(i, key=k))(idx, keys).sum()
+
+        grads[remat] = jax.jit(jax.grad(total))(params)
+        # Unrolled or not, the layers are one lax.scan in the program (unrolled when compiled),
+        # so the gradient's program holds one recomputed layer body, or none.
+        assert len(equations(jax.grad(total), params, name=REMAT_PRIMITIVE)) == (remat != "none")
+    for remat in ("dots", "full"):
+        for a, b in zip(jax.tree.leaves(grads[remat]), jax.tree.leaves(grads["none"])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# On a GPU, a model this small has activations smaller than the matmul libraries' workspaces,
+# which the scratch figure also counts: it does not show what remat keeps (docs/performance.md).
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the scratch figure measures remat on XLA's CPU backend")
+def test_remat_over_scanned_layers_keeps_less_for_the_backward_pass():
+    # Scanned: the backward loop recomputes each layer when it reaches it. (Unrolled, XLA is
+    # free to run the recomputation early, and on a CPU the memory did not drop: docs/performance.md.)
+    config = GPTConfig(block_size=64, vocab_size=50, n_layer=4, n_head=2, n_embd=64)
+    params, static = eqx.partition(GPT(config, key=jax.random.key(0)), eqx.is_array)
+    idx = jnp.zeros((8, 64), jnp.int32)
+
+    def scratch_bytes(remat):
+        grad = jax.grad(lambda p: jax.vmap(with_remat(eqx.combine(p, static), remat))(idx).sum())
+        return jax.jit(grad).lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    none, dots, full = (scratch_bytes(remat) for remat in ("none", "dots", "full"))
+    assert full < dots < none
+
+
+def test_remat_is_checked_and_needs_blocks_in_h():
+    import equinox as eqx
+
+    from helpers.errors import UserError
+
+    model = GPT(CONFIG, key=jax.random.key(0))
+    with pytest.raises(UserError, match="remat must be one of none, dots, full, got 'bogus'"):
+        with_remat(model, "bogus")
+
+    class Flat(eqx.Module):
+        weight: jax.Array
+
+    assert with_remat(Flat(jnp.ones(2)), "none").weight.shape == (2,)
+    with pytest.raises(UserError, match="remat=dots recomputes the blocks in model.h, and Flat has no h"):
+        with_remat(Flat(jnp.ones(2)), "dots")
