@@ -51,8 +51,8 @@ class Settings(dict):
 
 
 def settings_of(namespace: dict) -> dict:
-    """The names in a script's globals (or a config file's) that are settings: lower-case,
-    public, of a simple type (UPPER_CASE names are constants, _names helpers)."""
+    """The names in a script's globals that are settings: lower-case, public, of a simple type
+    (UPPER_CASE names are constants, _names helpers)."""
     return {
         k: v for k, v in namespace.items()
         if not k.startswith("_") and not k.isupper() and type(v) in SETTING_TYPES

@@ -60,13 +60,11 @@ def prompt_bucket(length: int, block_size: int, rewinds: bool = True) -> int:
 
 
 def cache_rewinds(model: GPT) -> bool:
-    """Whether every part of `model` can be rewound, as padded prompts need (cache_rewinds)."""
-    is_module = lambda node: isinstance(node, eqx.Module)  # noqa: E731
-    modules, stack = [], [model]
-    while stack:  # every module in the tree, nested ones too
-        modules.append(node := stack.pop())
-        stack += [leaf for leaf in jax.tree.leaves(node, is_leaf=lambda n: n is not node and is_module(n)) if is_module(leaf)]
-    return all(getattr(module, "cache_rewinds", True) for module in modules)
+    """Whether every part of `model` can be rewound, as padded prompts need: no module in it
+    (the model itself included) has a class that says `cache_rewinds = False`."""
+    cannot = lambda node: getattr(type(node), "cache_rewinds", True) is False  # noqa: E731
+    # is_leaf stops the walk at such a module; every other module is walked into.
+    return not any(cannot(leaf) for leaf in jax.tree.leaves(model, is_leaf=cannot))
 
 
 def candidate_pool(vocab_size: int, temperature: float, top_k: int | None, top_p: float) -> int:
