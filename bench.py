@@ -11,10 +11,23 @@ F.scaled_dot_product_attention, AdamW) and prints the ratio of the medians. Each
 its own process, so the two never share threads and each reports its own peak memory. This
 machine's speed drifts by up to 2x over minutes, so --rounds=3 times the sides alternately,
 three times each, and reports the median of the three ratios: drift then hits both sides.
-Steps use random tokens: this measures the model and optimizer, not the data pipeline.
+Steps use random tokens: this measures the model and optimizer, not the data pipeline. Ctrl-C
+ends it at once.
 """
+# ruff: noqa: E402
+
+from helpers.interrupt import exit_on_ctrl_c
+
+if __name__ == "__main__":
+    exit_on_ctrl_c("bench.py: stopped by Ctrl-C")  # first of all: nothing here is worth saving
+
+from helpers.cpu_runtime import tune_cpu_runtime
+
+if __name__ == "__main__":
+    tune_cpu_runtime()  # as train.py does, for both sides of --compare; before jax is imported (E402 below)
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,18 +37,43 @@ import time
 import warnings
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from configurator import configure
-from helpers.cpu_runtime import tune_cpu_runtime
-from helpers.data import model_vocab_size
-from helpers.errors import UserError, report_user_errors
+from helpers import archs
+from helpers.data import (
+    batch_rng,
+    get_batch,
+    model_vocab_size,
+    open_split,
+    write_meta,
+    write_tokens,
+)
+from helpers.errors import UserError, memory_is_the_users, report_user_errors
+from helpers.flops import device_peak_flops, flops_per_token
+from helpers.generation import generate, generate_without_cache
+from helpers.optim import make_optimizer
+from helpers.registry import accepts
 from helpers.tokenizer import GPT2_VOCAB_SIZE
+from helpers.training import (
+    DTYPE_CHOICES,
+    REMAT_POLICIES,
+    check_remat,
+    compute_dtype,
+    init_state,
+    make_steps,
+)
+from model import GPT, attention_implementation
 
+MODES = ("train", "sample")
+SIDES = ("jax", "torch")
 # Sequences per step for the sizes nanoGPT benchmarks (others: 8).
 BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}
 
-mode = "train"  # train: time optimizer steps; sample: time generation with and without KV cache
+mode: accepts(choices=MODES) = "train"  # train: time optimizer steps; sample: time generation with and without KV cache
 arch = "baby"  # a preset from helpers/archs.py; the model settings below default to its values
 n_layer = 4  # transformer blocks (default: the arch's)
 n_head = 4  # attention heads (default: the arch's)
@@ -44,22 +82,32 @@ block_size = 64  # tokens per sequence (default: the arch's)
 vocab_size = 65  # vocabulary (default: the arch's)
 mlp = "gelu"  # the MLP (default: the arch's)
 scan_layers = False  # scan over the layers, or unroll them (default: the arch's)
-remat = "none"  # gradient checkpointing: none, dots or full
-batch_size = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
-dtype = "auto"  # compute dtype: auto (bfloat16 on a GPU or TPU, float32 on a CPU), float32 or bfloat16
-steps = 20  # timed steps (a multiple of steps_per_call); the median is reported
-steps_per_call = 10  # optimizer steps per compiled call, as train.py runs them; our side's median is over calls
+remat: accepts(choices=REMAT_POLICIES) = "none"  # gradient checkpointing; dots: recompute all but matmuls; full: all
+batch_size: accepts(low=0) = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
+dtype: accepts(choices=DTYPE_CHOICES) = "auto"  # compute dtype; auto: bfloat16 on a GPU or TPU, float32 on a CPU
+steps: accepts(low=1) = 20  # timed steps (a multiple of steps_per_call); the median is reported
+steps_per_call: accepts(low=1) = 10  # optimizer steps per compiled call, as train.py runs them; our side's median is over calls
 compare = False  # also time PyTorch on the same architecture and print the ratio
-rounds = 1  # with --compare: time the two sides this many times, alternately; the median ratio counts
-side = "jax"  # which implementation this process times: jax or torch
-peak_flops = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a matmul
-threads = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
-new_tokens = 500  # sample mode: tokens generated after a one-token prompt
+rounds: accepts(low=1) = 1  # with --compare: time the two sides this many times, alternately; the median ratio counts
+side: accepts(choices=SIDES) = "jax"  # which implementation this process times
+peak_flops: accepts(low=0) = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a matmul
+threads: accepts(low=0) = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
+new_tokens: accepts(low=1) = 500  # sample mode: tokens generated after a one-token prompt
+
+
+def check_settings() -> None:
+    """What no single declaration above can say."""
+    if steps % steps_per_call:
+        raise UserError(f"steps ({steps}) must be a multiple of steps_per_call ({steps_per_call})")
+    if compare and mode != "train":
+        raise UserError(f"--compare times training steps, not --mode={mode}: drop one of them")
+    if threads > os.cpu_count():
+        raise UserError(f"threads={threads} is more than this machine's {os.cpu_count()} CPU cores, which only slows "
+                        f"PyTorch down: pick at most {os.cpu_count()}, or 0 for PyTorch's default")
+
 
 def arch_preset(settings: dict) -> dict:
     """The preset's values for the model settings above; anything given explicitly beats them."""
-    from helpers import archs  # imports jax: only after tune_cpu_runtime
-
     values = archs.preset_settings(settings)
     if values.get("vocab_size") == GPT2_VOCAB_SIZE:  # padded, as train.py pads a GPT-2-BPE dataset's
         values["vocab_size"] = model_vocab_size({"tokenizer": "gpt2", "vocab_size": GPT2_VOCAB_SIZE})
@@ -68,8 +116,6 @@ def arch_preset(settings: dict) -> dict:
 
 def model_config(settings: dict):
     """The preset, with the settings above, and no dropout (neither side times it)."""
-    from helpers import archs
-
     config = archs.config_from_settings(settings, dropout=0.0)
     gpt2_style = (config.norm, config.position, config.mixer, config.block, config.layers, config.qk_norm,
                   config.softcap, config.tie_head) == (
@@ -86,19 +132,10 @@ def peak_rss_bytes() -> int:
 
 
 def time_jax(config, batch: int) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from helpers.data import batch_rng, get_batch, open_split, write_meta, write_tokens
-    from helpers.flops import device_peak_flops, flops_per_token
-    from helpers.optim import make_optimizer
-    from helpers.training import compute_dtype, init_state, make_steps
-    from model import attention_implementation
-
     optimizer = make_optimizer(optax.constant_schedule(1e-3), 0.1, 0.9, 0.99, 1.0)
     state = init_state(config, optimizer, seed=0)
     model, opt_state = state["model"], state["opt_state"]
+    check_remat(model, remat)
     dtype_used = compute_dtype(dtype)
     key = jax.random.key(0)
     # Batches come as train.py draws them: random windows of a memmapped token file.
@@ -192,11 +229,6 @@ def time_sampling(config) -> None:
     and by nanoGPT's method (the whole window through the model for every token). Both
     follow the same cropping rule, so they do the same work per token but for the cache.
     Compilation is excluded from both: each runs once (or warms its shapes) before timing."""
-    import jax
-
-    from helpers.generation import generate, generate_without_cache
-    from model import GPT
-
     model = GPT(config, key=jax.random.key(0))
     prompt = [0]
 
@@ -231,7 +263,9 @@ def run_side(which: str, argv: list[str]) -> dict:
         [sys.executable, __file__, *args, f"--side={which}"], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise UserError(f"the {which} side failed: {result.stderr.strip().splitlines()[-1]}")
+        # Its last line says why; a crash (a signal) may leave none.
+        why = (result.stderr.strip().splitlines() or [f"it ended with exit code {result.returncode}, saying nothing"])[-1]
+        raise UserError(f"the {which} side failed: {why}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -264,23 +298,18 @@ def print_table(config, batch: int, rows: list[dict]) -> None:
 def main():
     argv = sys.argv[1:]
     settings = configure(globals(), argv, preset=arch_preset)
-    if side not in ("jax", "torch"):
-        raise UserError(f"side must be jax or torch, got {side!r}")
-    if steps_per_call < 1 or steps < steps_per_call or steps % steps_per_call:
-        raise UserError(f"steps ({steps}) must be a positive multiple of steps_per_call ({steps_per_call})")
+    check_settings()
     config, batch = model_config(settings)
-    if mode == "sample":
-        time_sampling(config)
-    elif compare:
-        if rounds < 1:
-            raise UserError(f"rounds must be at least 1, got {rounds}")
-        print_table(config, batch, [run_side(which, argv) for _ in range(rounds) for which in ("jax", "torch")])
-    elif "--side=" in " ".join(argv):
-        print(json.dumps(time_jax(config, batch) if side == "jax" else time_torch(config, batch)))
-    else:
-        print_table(config, batch, [time_jax(config, batch)])
+    with memory_is_the_users("lower batch_size, block_size or the model's size"):
+        if mode == "sample":
+            time_sampling(config)
+        elif compare:
+            print_table(config, batch, [run_side(which, argv) for _ in range(rounds) for which in SIDES])
+        elif "--side=" in " ".join(argv):
+            print(json.dumps(time_jax(config, batch) if side == "jax" else time_torch(config, batch)))
+        else:
+            print_table(config, batch, [time_jax(config, batch)])
 
 
 if __name__ == "__main__":
-    tune_cpu_runtime()  # as train.py does, for both sides of --compare
     main()

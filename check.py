@@ -201,7 +201,8 @@ def run(name: str, prove: Callable[[], str]) -> bool:
 
 @report_user_errors
 def main():
-    settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe)
+    settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe,
+                         borrowed=vars(train))
     train.check_settings(settings)
     size, seed = min(settings["block_size"], check_block_size), settings["seed"]
     config = archs.config_from_settings(settings, vocab_size=model_vocab(settings["dataset"]), block_size=size,

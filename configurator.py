@@ -59,23 +59,47 @@ def settings_of(namespace: dict) -> dict:
     }
 
 
-def script_settings(path: Path) -> dict[str, Option]:
+def script_settings(path: Path, namespace: dict | None = None) -> dict[str, Option]:
     """A script's settings read from its source, without running it: each module-level
-    `name = literal` line, with the comment at its end as help."""
+    `name = literal` line, with the comment at its end as help, and what it accepts where the
+    line says so, `name: accepts(...) = literal` (helpers/registry.accepts). A rule that names
+    one of the script's objects (choices=OPTIMIZERS) is looked up in its `namespace`; without
+    one (another script, read for its help), such a rule is left out."""
     text = Path(path).read_text()
     comments = {tok.start[0]: tok.string.lstrip("# ").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(text).readline) if tok.type == tokenize.COMMENT}
     found = {}
     for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:  # not a literal: not a setting
-                continue
-            if settings_of({name: value}):
-                found[name] = Option(value, comments.get(node.lineno, ""))
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, annotation = node.targets[0], None
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, annotation = node.target, node.annotation
+        else:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:  # not a literal: not a setting
+            continue
+        if settings_of({target.id: value}):
+            found[target.id] = Option(value, comments.get(node.lineno, ""), **declared_rules(annotation, namespace))
     return found
+
+
+def declared_rules(annotation: ast.expr | None, namespace: dict | None) -> dict:
+    """The keyword arguments of an `accepts(...)` annotation: literals as written, names of the
+    script's objects from its namespace."""
+    if not (isinstance(annotation, ast.Call) and isinstance(annotation.func, ast.Name) and annotation.func.id == "accepts"):
+        return {}
+    rules = {}
+    for keyword in annotation.keywords:
+        if isinstance(keyword.value, ast.Name):
+            if namespace is not None:
+                rules[keyword.arg] = namespace[keyword.value.id]
+        else:
+            rules[keyword.arg] = ast.literal_eval(keyword.value)
+    return rules
 
 
 def run_config_file(path: str) -> dict:
@@ -109,7 +133,8 @@ def other_scripts(namespace: dict) -> dict[str, Option]:
     return found
 
 
-def declarations(namespace: dict, elsewhere: dict[str, Option], models: bool) -> dict[str, Option]:
+def declarations(namespace: dict, elsewhere: dict[str, Option], models: bool, borrowed: dict | None = None
+                 ) -> dict[str, Option]:
     """Everything this script accepts, declared: its own settings, with the help on their line
     (else a model field's from GPTConfig, else another script's for the same name) and a model
     field's valid values; then, for a script that builds models, every option the registered
@@ -120,12 +145,15 @@ def declarations(namespace: dict, elsewhere: dict[str, Option], models: bool) ->
     from model import GPTConfig
 
     fields = GPTConfig.declarations()
-    comments = {name: option.help for name, option in script_settings(namespace["__file__"]).items()}
+    declared = script_settings(namespace["__file__"], namespace)
+    if borrowed is not None:  # another script's settings, taken with their declarations
+        declared = script_settings(borrowed["__file__"], borrowed) | declared
     accepted = {}
     for name, value in settings_of(namespace).items():
-        option = dataclasses.replace(fields[name], default=value) if name in fields else Option(value, "")
-        help = comments.get(name) or option.help or (elsewhere[name].help if name in elsewhere else "")
-        accepted[name] = dataclasses.replace(option, help=help)
+        own = declared.get(name)  # the script's line; a model field's rules are GPTConfig's
+        option = fields.get(name) or own or Option(value, "")
+        help = (own.help if own else "") or option.help or (elsewhere[name].help if name in elsewhere else "")
+        accepted[name] = dataclasses.replace(option, default=value, help=help)
     if models:
         for name, option in OPTIONS.items():
             if name in accepted or name in elsewhere:
@@ -167,7 +195,8 @@ def unknown_key_error(key: str, accepted, elsewhere: set[str], script: str) -> C
 
 
 def configure(namespace: dict, argv: list[str] | None = None, preset: Callable | None = None, models: bool = False,
-              listing: Callable | None = None, command_line_only: tuple[str, ...] = ()) -> Settings:
+              listing: Callable | None = None, command_line_only: tuple[str, ...] = (),
+              borrowed: dict | None = None) -> Settings:
     """Apply config files and --key=value arguments to a script's globals, in place.
 
     Returns every setting (for logging and checkpoints), with the options that were set when
@@ -177,13 +206,15 @@ def configure(namespace: dict, argv: list[str] | None = None, preset: Callable |
     a named preset's values beat the defaults, and anything set explicitly beats both. Keys in
     `command_line_only` are this script's on the command line alone: in a file, a name this
     script shares with another means the other's (sample.py's init_from is not train.py's).
+    `borrowed`: the namespace of a script whose settings this one has taken as its own (check.py
+    takes train.py's), whose lines declare what they accept.
     """
     argv = sys.argv[1:] if argv is None else argv
     script = Path(namespace["__file__"]).name
     files = [arg for arg in argv if not arg.startswith("-")]
     from_files = [(path, run_config_file(path)) for path in files]
     others = other_scripts(namespace)
-    accepted = declarations(namespace, others, models)
+    accepted = declarations(namespace, others, models, borrowed)
     if "--help" in argv or "-h" in argv:
         print(help_text(accepted, namespace))
         sys.exit(0)

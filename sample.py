@@ -1,11 +1,23 @@
-"""Generate text from a trained checkpoint, fast: a KV cache and one compiled decoding loop.
+"""Generate text from a trained checkpoint, fast: a KV cache and a compiled decoding loop.
 
     python sample.py --out_dir=out-shakespeare-char --start="ROMEO:" --num_samples=3
     python sample.py --out_dir=out-shakespeare-char --temperature=0 --stop=$'\n\n'
 
 start is the prompt: text, or FILE:path to read it from a file. From Python, use
-helpers.generation.generate (see its docstring).
+helpers.generation.generate (see its docstring). Ctrl-C ends the script at once, at any moment
+(a long generation within a chunk of tokens); what a streamed sample printed stays printed.
 """
+# ruff: noqa: E402
+
+import signal
+
+from helpers.interrupt import exit_on_ctrl_c
+
+if __name__ == "__main__":
+    # First of all: importing jax alone takes a second, and nothing here is worth saving.
+    exit_on_ctrl_c("sample.py: stopped by Ctrl-C")
+    # A reader that stops reading (sample.py | head) ends the script quietly, as it ends `cat`.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 import sys
 from pathlib import Path
@@ -16,24 +28,37 @@ import numpy as np
 from configurator import configure
 from helpers import hf
 from helpers.data import run_tokenizer
-from helpers.errors import UserError, report_user_errors
-from helpers.generation import check_sampling, generate
+from helpers.errors import UserError, memory_is_the_users, report_user_errors
+from helpers.generation import generate
+from helpers.registry import accepts
 from helpers.tokenizer import EOT, GPT2Tokenizer
-from helpers.training import load_trained_model
+from helpers.training import CHECKPOINTS, load_trained_model
 
 # -----------------------------------------------------------------------------------------------
 init_from = "resume"  # resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory
 out_dir = "out"  # the training run's folder
-checkpoint = "ckpt.eqx"  # which of its checkpoints: ckpt.eqx (the latest) or best.eqx (best val loss)
+checkpoint: accepts(choices=CHECKPOINTS) = "ckpt.eqx"  # which of its checkpoints; ckpt.eqx: the latest, best.eqx: the best val loss
 start = ""  # the prompt: text or FILE:path; empty starts a document (after end-of-text, or a newline)
-num_samples = 1  # samples generated together, as one batch; a single sample streams as it is made
-max_new_tokens = 500  # tokens generated per sample
-temperature = 0.8  # below 1 sharpens the distribution, above 1 flattens it; 0 is greedy
-top_k = 200  # sample only among the k most likely tokens
-top_p = 1.0  # sample only from the most likely tokens whose probabilities add up to top_p
+num_samples: accepts(low=1) = 1  # samples generated together, as one batch; a single sample streams as it is made
+max_new_tokens: accepts(low=1) = 500  # tokens generated per sample
+temperature: accepts(low=0) = 0.8  # below 1 sharpens the distribution, above 1 flattens it; 0 is greedy
+top_k: accepts(low=0) = 200  # sample only among the k most likely tokens; 0: no limit
+top_p: accepts(above=0, high=1) = 1.0  # sample only from the most likely tokens whose probabilities add up to top_p
 stop = ()  # strings that end a sample: --stop=TEXT, or several as --stop='("a", "b")'
 seed = 1337  # the same seed gives the same samples
 # -----------------------------------------------------------------------------------------------
+
+
+def check_settings() -> None:
+    """What the declarations above cannot say."""
+    if init_from in ("", "scratch"):
+        raise UserError(f"init_from={init_from!r} names no trained model to sample from: resume (out_dir's "
+                        f"checkpoint), {', '.join(hf.GPT2_NAMES)} or a Hugging Face directory")
+    if "" in stop:
+        raise UserError(f"stop={stop!r} holds an empty string, which would end every sample before it starts: "
+                        "drop it")
+    if not -(2**63) <= seed < 2**63:
+        raise UserError(f"seed must fit in 64 bits (between -2**63 and 2**63 - 1), got {seed}")
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
@@ -64,6 +89,10 @@ class Streamer:
         sys.stdout.write(text[self.printed : ready])
         sys.stdout.flush()
         self.printed = max(self.printed, ready)
+        if self.printed == len(text):
+            # Nothing held back: what follows decodes on its own, and a long sample decodes
+            # only its latest tokens, not everything from the start, at each step.
+            self.tokens, self.printed = [], 0
 
     def pending(self, text: str) -> int:
         """How many characters at the end of `text` must wait."""
@@ -77,12 +106,23 @@ class Streamer:
 
 
 def read_prompt(text: str) -> str:
+    """The prompt: `text` itself, or the text of the file it names as FILE:path."""
     if not text.startswith("FILE:"):
         return text
-    path = Path(text[5:])
-    if not path.is_file():
-        raise UserError(f"prompt file {path} does not exist")
-    return path.read_text()
+    name = text.removeprefix("FILE:")
+    if not name:
+        raise UserError("--start=FILE: names no file: write --start=FILE:path/to/prompt.txt")
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"prompt file {name} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"prompt file {name} is a directory: name a text file in it") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"prompt file {name} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                        f"{error.start}): give a text file") from None
+    except OSError as error:
+        raise UserError(f"cannot read prompt file {name} ({error.strerror or error})") from None
 
 
 @report_user_errors
@@ -90,9 +130,8 @@ def main():
     # init_from from the command line only: in a training config file it says where training
     # starts, which is not what to sample from.
     configure(globals(), command_line_only=("init_from",))
-    if num_samples <= 0:
-        raise UserError(f"num_samples must be positive, got {num_samples}")
-    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    check_settings()
+    text = read_prompt(start)  # before the model loads: a mistake in it is told at once
     if init_from == "resume":
         model, header = load_trained_model(Path(out_dir), checkpoint)
         tokenizer = run_tokenizer(header)
@@ -102,7 +141,6 @@ def main():
     eot = getattr(tokenizer, "eot", None)
     stops = stop + ((EOT,) if eot is not None else ())
     if start:
-        text = read_prompt(start)
         prompt = tokenizer.encode(text)
         if not prompt:
             raise UserError(f"the prompt in {start} is empty: give some text")
@@ -112,14 +150,16 @@ def main():
         raise UserError(f"the prompt has {len(prompt)} tokens but the model sees at most "
                         f"{model.config.block_size} (its block_size): shorten it")
 
-    settings = dict(key=jax.random.key(seed), num_samples=num_samples, temperature=temperature,
-                    top_k=top_k, top_p=top_p, stop_token=eot, vocab_size=tokenizer.vocab_size)
+    settings = {"key": jax.random.key(seed), "num_samples": num_samples, "temperature": temperature,
+                "top_k": top_k or None, "top_p": top_p, "stop_token": eot, "vocab_size": tokenizer.vocab_size}
     if num_samples == 1:
         sys.stdout.write(text)
         generate(model, prompt, max_new_tokens, **settings, on_token=Streamer(tokenizer, stops))
         sys.stdout.write("\n---------------\n")
         return
-    for sample in generate(model, prompt, max_new_tokens, **settings):
+    with memory_is_the_users("lower num_samples: the samples are generated together, as one batch"):
+        samples = generate(model, prompt, max_new_tokens, **settings)
+    for sample in samples:
         new_text, _ = cut_at_stop(tokenizer.decode(sample), stops)
         sys.stdout.write(text + new_text + "\n---------------\n")
 

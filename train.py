@@ -7,9 +7,16 @@ Settings are the globals below, overridden by config files and then by --key=val
 (`python train.py --help` lists them). The defaults are a small run that a laptop finishes in a
 few minutes; the configs hold the big ones (config/train_gpt2.py: GPT-2 small on OpenWebText).
 Checkpoints go to out_dir/ckpt.eqx; init_from=resume continues from there exactly as if
-training had never stopped. Ctrl-C stops after the steps under way and saves a checkpoint.
+training had never stopped. Ctrl-C stops after the steps under way and saves a checkpoint (before
+the first step, there is nothing to save: it stops at once).
 """
 # ruff: noqa: E402
+
+from helpers.interrupt import exit_on_ctrl_c
+
+if __name__ == "__main__":
+    # Until the first training step there is nothing to save: Ctrl-C ends the run at once.
+    exit_on_ctrl_c("interrupted before the first training step: nothing to save, no checkpoint written or changed")
 
 import math
 import os
@@ -36,25 +43,39 @@ from helpers.errors import UserError, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.interrupt import StopRequest, stopped
 from helpers.lock import lock_out_dir
-from helpers.optim import OPTIMIZERS, describe_groups, optimizer_from_settings, parameter_groups
+from helpers.optim import (
+    OPTIMIZERS,
+    describe_groups,
+    optimizer_from_settings,
+    parameter_groups,
+)
+from helpers.registry import accepts
 from helpers.run_log import RunLog
 from helpers.run_start import starting_state
 from helpers.tokenizer import tokenizer_fields
-from helpers.training import DTYPE_CHOICES, REMAT_POLICIES, compute_dtype, eval_loss, make_steps
+from helpers.training import (
+    DTYPE_CHOICES,
+    REMAT_POLICIES,
+    check_remat,
+    compute_dtype,
+    eval_loss,
+    make_steps,
+)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
 # I/O
 out_dir = "out"  # where ckpt.eqx and log.jsonl are written
-eval_interval = 500  # evaluate every this many iterations (and at the last one)
-log_interval = 50  # print a log line every this many iterations
-eval_iters = 20  # batches per split in each evaluation
+eval_interval: accepts(low=1) = 500  # evaluate every this many iterations (and at the last one)
+log_interval: accepts(low=1) = 50  # print a log line every this many iterations
+eval_iters: accepts(low=1) = 20  # batches per split in each evaluation
 eval_train = True  # estimate the train loss at each evaluation too (it costs as much as the val loss)
 eval_at_start = True  # evaluate before the first step (a run that only chases a target can skip it)
 eval_only = False  # evaluate once, then exit
-target_loss = 0.0  # stop at the first evaluation whose val loss is at or below this, and say when; 0.0: off
-target_bpb = 0.0  # the same, for val bits per byte (comparable across tokenizers); 0.0: off
+target_loss: accepts(low=0) = 0.0  # stop at the first evaluation with a val loss at or below this, and say when; 0: off
+target_bpb: accepts(low=0) = 0.0  # the same, for val bits per byte (comparable across tokenizers); 0.0: off
 always_save_checkpoint = True  # checkpoint at every eval, not only when val loss improves
+overwrite = False  # a new run (not resume) may replace the checkpoints and log already in out_dir
 init_from = "scratch"  # scratch: a new model; resume: out_dir/ckpt.eqx; gpt2, gpt2-medium, gpt2-large, gpt2-xl or an HF directory: finetune
 # wandb logging (the API key comes from the environment, WANDB_API_KEY, never from here)
 wandb_log = False  # log losses, learning rate, tokens/s and MFU to Weights & Biases (pip install wandb)
@@ -62,9 +83,9 @@ wandb_project = "nanojaxgpt"  # wandb project name
 wandb_run_name = "gpt"  # wandb run name
 # data
 dataset = "python_docs_char"  # a folder under data/, or a path to one: train.bin, val.bin, meta.json
-gradient_accumulation_steps = 1  # micro-batches per optimizer step
-steps_per_call = 10  # optimizer steps per compiled call, looped on the device (an evaluation or the end cuts a call short)
-batch_size = 12  # sequences per micro-batch
+gradient_accumulation_steps: accepts(low=1) = 1  # micro-batches per optimizer step
+steps_per_call: accepts(low=1) = 10  # optimizer steps per compiled call, looped on the device (cut short by an evaluation or the end)
+batch_size: accepts(low=1) = 12  # sequences per micro-batch
 block_size = 64  # tokens per sequence
 # model: the fields of model.GPTConfig, whose declarations say what each means and accepts
 # (--help prints them); vocab_size comes from the dataset. Options that components declare
@@ -91,67 +112,98 @@ tie_head = True
 zero_init_residual = False
 layers = ()
 scan_layers = False  # False unrolls the layers: faster on a CPU for shallow models
-remat = "none"  # gradient checkpointing: none, dots (recompute all but matmuls) or full (recompute each layer)
+cpu_fast_path = True  # on a CPU, train with helpers/cpu_fast_path.py's equal, faster pieces; False: model.py's own
+remat: accepts(choices=REMAT_POLICIES) = "none"  # gradient checkpointing; dots: recompute all but matmuls; full: all
 # optimizer
-optimizer = "adamw"  # adamw (nanoGPT's), or muon: Muon on the blocks' matrices, AdamW on the rest
-learning_rate = 1e-3  # peak learning rate (with muon: of the AdamW side)
-muon_learning_rate = 0.02  # with muon: peak learning rate of the Muon side
-muon_momentum = 0.95  # with muon: Muon's momentum
-muon_ns_steps = 5  # with muon: Newton-Schulz iterations that orthogonalise each update (fewer: cheaper, rougher)
-max_iters = 2500  # optimizer steps in total
-weight_decay = 1e-1  # weight decay, on weight matrices (and with adamw, embeddings) only
-beta1 = 0.9  # AdamW beta1
-beta2 = 0.99  # AdamW beta2
-grad_clip = 1.0  # clip gradients to this global norm; 0.0 turns clipping off
+optimizer: accepts(choices=OPTIMIZERS) = "adamw"  # adamw: nanoGPT's; muon: Muon on the blocks' matrices, AdamW elsewhere
+learning_rate: accepts(above=0) = 1e-3  # peak learning rate (with muon: of the AdamW side)
+muon_learning_rate: accepts(above=0) = 0.02  # with muon: peak learning rate of the Muon side
+muon_momentum: accepts(low=0, below=1) = 0.95  # with muon: Muon's momentum
+muon_ns_steps: accepts(low=1) = 5  # with muon: Newton-Schulz iterations per update (fewer: cheaper, rougher)
+max_iters: accepts(low=0) = 2500  # optimizer steps in total
+weight_decay: accepts(low=0) = 1e-1  # weight decay, on weight matrices (and with adamw, embeddings) only
+beta1: accepts(low=0, below=1) = 0.9  # AdamW beta1
+beta2: accepts(low=0, below=1) = 0.99  # AdamW beta2
+grad_clip: accepts(low=0) = 1.0  # clip gradients to this global norm; 0.0 turns clipping off
 # learning-rate schedule
 decay_lr = True  # warm up then cosine-decay the learning rate; False keeps it constant
-warmup_iters = 100  # iterations of linear warmup
-lr_decay_iters = 2500  # iteration at which the cosine reaches min_lr (about max_iters)
-min_lr = 1e-4  # final learning rate (about learning_rate / 10)
+warmup_iters: accepts(low=0) = 100  # iterations of linear warmup
+lr_decay_iters: accepts(low=1) = 2500  # iteration at which the cosine reaches min_lr (about max_iters)
+min_lr: accepts(low=0) = 1e-4  # final learning rate (about learning_rate / 10)
 # devices
 mesh = ""  # device mesh: "" puts every device on the data axis; e.g. data:8, fsdp:8, data:2,fsdp:4
 coordinator_address = ""  # multi-host: host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)
-num_processes = 1  # multi-host: processes in all (or env JAX_NUM_PROCESSES)
-process_id = 0  # multi-host: this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
+num_processes: accepts(low=1) = 1  # multi-host: processes in all (or env JAX_NUM_PROCESSES)
+process_id: accepts(low=0) = 0  # multi-host: this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
 skip_nonfinite = False  # skip updates whose gradients are NaN or infinite instead of stopping
 # system
-dtype = "auto"  # compute dtype: auto (bfloat16 on a GPU or TPU, float32 on a CPU), float32, bfloat16
+dtype: accepts(choices=DTYPE_CHOICES) = "auto"  # compute dtype; auto: bfloat16 on a GPU or TPU, float32 on a CPU
 seed = 1337  # seeds the model init, dropout and the order of batches
-peak_flops = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
+peak_flops: accepts(low=0) = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
 # -----------------------------------------------------------------------------------------------
 
 def check_settings(settings: dict) -> None:
-    """Mistakes that would otherwise surface as a shape error deep inside JAX."""
-    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "steps_per_call", "eval_iters",
-                "eval_interval", "log_interval", "muon_ns_steps"):
-        if settings[key] <= 0:
-            raise UserError(f"{key} must be positive, got {settings[key]}")
-    if settings["max_iters"] < 0:
-        raise UserError(f"max_iters must be >= 0, got {settings['max_iters']}")
-    if settings["learning_rate"] <= 0:
-        raise UserError(f"learning_rate must be positive, got {settings['learning_rate']}")
-    if settings["optimizer"] not in OPTIMIZERS:
-        raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings['optimizer']!r}")
-    if settings["dtype"] not in DTYPE_CHOICES:
-        raise UserError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings['dtype']!r}")
-    if settings["remat"] not in REMAT_POLICIES:
-        raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {settings['remat']!r}")
+    """What no single setting's declaration can say: settings that contradict each other (each
+    setting's own range is on its line above, checked as it is set). A combination that makes
+    the run meaningless is refused; one that is merely unusual gets a note."""
+    if settings["decay_lr"]:
+        if settings["min_lr"] > settings["learning_rate"]:
+            raise UserError(f"min_lr={settings['min_lr']} is above learning_rate={settings['learning_rate']}: the "
+                            "schedule decays from learning_rate down to min_lr, so lower min_lr")
+        if settings["lr_decay_iters"] <= settings["warmup_iters"]:
+            raise UserError(f"lr_decay_iters={settings['lr_decay_iters']} must be greater than warmup_iters="
+                            f"{settings['warmup_iters']}: the decay follows the warm-up")
+        if settings["warmup_iters"] > settings["max_iters"]:
+            # Kept as asked, not shortened: a run extended later (resume with a larger max_iters)
+            # must follow the schedule it started on.
+            print(f"note: warmup_iters={settings['warmup_iters']} is longer than this run's max_iters="
+                  f"{settings['max_iters']}: the learning rate never reaches learning_rate")
+    if settings["process_id"] >= settings["num_processes"]:
+        raise UserError(f"process_id={settings['process_id']} must be below num_processes={settings['num_processes']}")
+    if int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"])) > 1 and not (
+            settings["coordinator_address"] or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+        raise UserError("a run of several processes needs --coordinator_address=HOST:PORT (process 0's), the same "
+                        "in every process; on one machine, one process uses every device: drop --num_processes")
 
 
 def make_out_dir(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create out_dir {out} ({error.strerror or error}): pass a writable --out_dir") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"out_dir {out} is not writable: pass a writable --out_dir")
     return out
 
 
-def stop_non_finite(what: str, iter_num: int, ckpt_path: Path):
-    """A NaN or infinity is never saved over a good checkpoint: stop and say where we are."""
-    last = (f"the last good checkpoint is {ckpt_path} (iteration {checkpoint.read_header(ckpt_path)['iter_num']})"
-            if ckpt_path.exists() else "no checkpoint was written")
-    raise UserError(f"{what} at iteration {iter_num}; {last}. Lower learning_rate, raise warmup_iters or "
-                    "clip harder and resume, or pass --skip_nonfinite to skip such updates")
+def claim_out_dir(out: Path) -> None:
+    """A new run (init_from scratch or GPT-2 weights) that would replace the checkpoints of an
+    earlier one is refused unless --overwrite says so: a forgotten --init_from=resume must not
+    cost a trained model. A new run starts its own log.jsonl."""
+    if init_from == "resume" or eval_only:
+        return
+    held = [path for path in (out / "ckpt.eqx", out / "best.eqx") if path.exists()]
+    if held and not overwrite:
+        raise UserError(f"{held[0]} exists: continue that run with --init_from=resume, start over with --overwrite "
+                        f"(which replaces {' and '.join(path.name for path in held)}), or pass another --out_dir")
+    (out / "log.jsonl").unlink(missing_ok=True)
+
+
+def stop_non_finite(what: str, iter_num: int, steps_run: int, last_saved: tuple[Path, int] | None):
+    """A NaN or infinity is never saved over a good checkpoint: stop, saying what can have caused
+    it and which checkpoint of this run to go back to."""
+    if steps_run == 0:
+        raise UserError(f"{what} at iteration {iter_num}, before this run's first step: the model's weights or "
+                        "settings make it, not the learning rate (a component or option of your own? a layer spec?)")
+    rates = f"learning_rate={learning_rate}" + (f", muon_learning_rate={muon_learning_rate}" if optimizer == "muon" else "")
+    clip = "turn clipping on (--grad_clip=1.0)" if grad_clip == 0 else f"clip harder (grad_clip={grad_clip})"
+    last = (f"this run's last checkpoint is {last_saved[0]} (iteration {last_saved[1]})" if last_saved
+            else "this run saved no checkpoint")
+    raise UserError(f"{what} at iteration {iter_num}: the updates diverged; {last}. Lower {rates}, raise warmup_iters "
+                    f"or {clip} and resume, or pass --skip_nonfinite to skip such updates")
 
 
 def start_processes(settings: dict) -> None:
@@ -185,7 +237,7 @@ def describe_run(log: RunLog, config: GPTConfig, model: GPT, tokens_per_iter: in
 def evaluate(model: GPT, batches: Batches, meta: dict, iter_num: int, dtype_used) -> tuple[dict, dict]:
     """The mean loss of each split evaluated over eval_iters batches, and its bits per byte
     where the dataset counts its bytes."""
-    losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used))
+    losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used, cpu_fast_path))
               for split in (("train", "val") if eval_train else ("val",))}
     # Nats per token over ln 2 are bits per token; over the bytes a token stands for, bits per byte.
     bits_per_byte = {split: loss / math.log(2) / per_token
@@ -210,20 +262,25 @@ def main():
     device_mesh = sharding.make_mesh(mesh)
     # Only process 0 talks and writes; every process computes.
     main_process = jax.process_index() == 0
-    # Ctrl-C asks to stop after the steps under way (helpers/interrupt.py). A multi-process run
-    # keeps Python's default: one process alone cannot leave the others' collectives.
-    stop = StopRequest() if jax.process_count() == 1 else None
     out = make_out_dir(out_dir)
     ckpt_path = out / "ckpt.eqx"
     lock = lock_out_dir(out) if main_process else None  # noqa: F841 (held until the process ends)
+    if main_process:
+        claim_out_dir(out)
     log = RunLog(out, settings, main_process)
 
     data_dir = dataset_dir(dataset)
     meta = read_meta(data_dir)
     optimizer, schedule = optimizer_from_settings(settings)
     config, state, iter_num, best_val_loss = starting_state(settings, meta, optimizer, ckpt_path, log.say)
+    if iter_num >= max_iters and not eval_only:
+        raise UserError(f"{ckpt_path} is at iteration {iter_num} and max_iters={max_iters}: nothing to train; raise "
+                        "--max_iters to train on, or pass --eval_only to evaluate it")
+    start_iter = iter_num
+    last_saved = (ckpt_path, iter_num) if init_from == "resume" else None  # this run's latest good checkpoint
     state = sharding.place(state, config, device_mesh)
     model, opt_state = state["model"], state["opt_state"]
+    check_remat(model, remat)
     dropout_key = jax.random.wrap_key_data(state["dropout_key"])
     dtype_used = compute_dtype(dtype)
     tokenizer = tokenizer_fields(meta, data_dir)  # what every checkpoint carries, to decode without the dataset
@@ -233,6 +290,7 @@ def main():
 
     def save(best: bool):
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
+        nonlocal last_saved
         full_state = sharding.gather({**state, "model": model, "opt_state": opt_state})
         header = {"iter_num": iter_num, "best_val_loss": best_val_loss, "model_config": config.as_dict(),
                   "tokenizer": tokenizer, "settings": settings}
@@ -240,20 +298,22 @@ def main():
             checkpoint.save(ckpt_path, header, full_state)
             if best:
                 checkpoint.save(out / "best.eqx", header, full_state)
+        last_saved = (ckpt_path, iter_num)
 
     def evaluate_and_save() -> bool:
         """Evaluates, logs and checkpoints; True when val loss reached target_loss, or val bits
         per byte target_bpb."""
         nonlocal best_val_loss
         losses, bits_per_byte = evaluate(model, batches, meta, iter_num, dtype_used)
-        seconds = time.time() - STARTED  # before the drawing and saving that follow
-        log.evaluation(iter_num, losses, bits_per_byte)
+        seconds = time.time() - STARTED  # before the saving and drawing that follow
         if not all(math.isfinite(v) for v in losses.values()):
-            stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num, ckpt_path)
+            log.evaluation(iter_num, losses, bits_per_byte)
+            stop_non_finite(f"the evaluated loss is {losses['val']}", iter_num, iter_num - start_iter, last_saved)
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and not eval_only and (improved or always_save_checkpoint):  # a score changes no checkpoint
             save(best=improved)
+        log.evaluation(iter_num, losses, bits_per_byte)  # after the save: the log and its picture cannot cost it
         if reached := target_reached(losses, bits_per_byte):
             log.target_reached(iter_num, seconds, *reached)
         return reached is not None
@@ -261,6 +321,10 @@ def main():
     if eval_only or (iter_num == 0 and eval_at_start):
         if evaluate_and_save() or eval_only:
             return
+    # From the first step on, Ctrl-C asks to stop after the steps under way, with a checkpoint
+    # (helpers/interrupt.py). A multi-process run keeps Python's default: one process alone
+    # cannot leave the others' collectives.
+    stop = StopRequest() if jax.process_count() == 1 else None
     log.restart_clock(iter_num)
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a
@@ -269,7 +333,7 @@ def main():
         count = steps_per_call if before_pause >= steps_per_call else 1
         x, y = batches.train(iter_num, count, gradient_accumulation_steps)
         model, opt_state, losses = make_steps(
-            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat)
+            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat, cpu_fast_path)
         first, iter_num = iter_num, iter_num + count
 
         logged = [i for i in range(first + 1, iter_num + 1) if i % log_interval == 0 or i == max_iters]
@@ -279,7 +343,7 @@ def main():
             for i in logged:
                 loss = float(losses[i - first - 1])
                 if not math.isfinite(loss) and not skip_nonfinite:
-                    stop_non_finite(f"the training loss is {loss}", i, ckpt_path)
+                    stop_non_finite(f"the training loss is {loss}", i, i - start_iter, last_saved)
                 log.iteration(i, loss, float(schedule(i - 1)), seconds_per_iter, tokens_per_iter,
                               flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:

@@ -69,8 +69,14 @@ def read_header(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: train first, or point --out_dir at one")
-    with open(path, "rb") as f:
-        line = f.readline()
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file: point --out_dir at the run's folder, "
+                              "which holds ckpt.eqx")
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path} ({error.strerror or error}): check its permissions") from None
     try:
         header = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -23,6 +23,7 @@ import mmap
 import os
 import pkgutil
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -73,6 +74,10 @@ def tune_cpu_runtime() -> None:
     # The restart comes first, so that only the process that goes on to run searches jaxlib.
     if sys.platform == "linux" and "GLIBC_TUNABLES" not in os.environ:
         sys.stdout.flush()
+        # A Ctrl-C between here and the new process's own handler would end it with a
+        # traceback. Blocked, it waits (the mask and the pending signal survive the exec) for
+        # the handler that train.py installs first thing (helpers/interrupt.py).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES})
     flags = os.environ.get("XLA_FLAGS", "")
     if YNN_FLAG not in flags and jaxlib_knows(YNN_FLAG):

@@ -1,18 +1,26 @@
 """Token files on disk (train.bin, val.bin, meta.json) and the batches drawn from them.
 
 A .bin file is a flat array of token ids: uint16 while every id fits, uint32 beyond. It is read
-through np.memmap, so a corpus larger than memory costs only the pages a batch touches.
+through np.memmap, so a corpus larger than memory costs only the pages a batch touches. The
+prepare.py scripts write a dataset's files through NewDataset, which moves them into place
+together at the end: a dataset folder holds one prepare's whole output, or the one before.
 """
 
 import argparse
 import json
+import os
+import shutil
+import signal
+import sys
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
 from helpers.errors import UserError
-from helpers.tokenizer import CharTokenizer, tokenizer_from_meta
+from helpers.interrupt import exit_on_ctrl_c
+from helpers.tokenizer import CharTokenizer, prepare_command, read_dataset_json, tokenizer_from_meta
 
 
 def dataset_dir(name: str) -> Path:
@@ -48,16 +56,26 @@ def read_meta(data_dir: Path) -> dict:
     path = Path(data_dir) / "meta.json"
     if not path.exists():
         raise UserError(f"{path} is missing: run the dataset's prepare.py first")
-    return json.loads(path.read_text())
+    meta = read_dataset_json(path, data_dir)
+    if not isinstance(meta, dict) or not isinstance(meta.get("vocab_size"), int) or meta["vocab_size"] < 1:
+        raise UserError(f"{path} has no vocab_size (the JSON object prepare.py writes has one): "
+                        f"run {prepare_command(data_dir)} to remake it")
+    return meta
 
 
 def open_split(data_dir: Path, split: str, block_size: int) -> np.memmap:
     """The tokens of one split (train or val), memory-mapped, checked to hold one full example."""
     path = Path(data_dir) / f"{split}.bin"
     if not path.exists():
-        raise UserError(f"{path} is missing: run python {Path(data_dir) / 'prepare.py'} first")
-    meta = read_meta(data_dir)
-    tokens = np.memmap(path, dtype=token_dtype(meta["vocab_size"]), mode="r")
+        raise UserError(f"{path} is missing: run {prepare_command(data_dir)} first")
+    dtype = np.dtype(token_dtype(read_meta(data_dir)["vocab_size"]))
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path} is empty: run {prepare_command(data_dir)} to remake it")
+    if size % dtype.itemsize:  # cut short, or written for another vocabulary than meta.json's
+        raise UserError(f"{path} holds {size:,} bytes, not a whole number of the {dtype.itemsize}-byte tokens "
+                        f"meta.json's vocab_size implies: run {prepare_command(data_dir)} to remake it")
+    tokens = np.memmap(path, dtype=dtype, mode="r")
     if len(tokens) < block_size + 1:
         raise UserError(
             f"{path} holds {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}: "
@@ -85,18 +103,66 @@ def get_batch(
     return windows[..., :-1], windows[..., 1:]
 
 
-def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1) -> dict:
+class NewDataset:
+    """A dataset being written: its files go to a hidden folder inside out_dir, and done()
+    moves them into place together, meta.json last. A prepare that stops before then (a
+    mistake, a crash, Ctrl-C) leaves out_dir's previous dataset whole, never half replaced.
+    `source` names where the text came from, for the messages.
+
+        with NewDataset(out_dir, "--input=book.txt") as new:
+            write_tokens(new.folder / "train.bin", ...)
+            new.done(meta)
+    """
+
+    MIN_SPLIT_TOKENS = 2  # one input and its target
+
+    def __init__(self, out_dir: Path, source: str):
+        self.out_dir, self.source = Path(out_dir), source
+        self.folder = self.out_dir / ".partial-dataset"
+
+    def __enter__(self) -> Self:
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise UserError(f"--out_dir={self.out_dir} is a file: give a folder (a new one, or a dataset's)")
+        try:
+            shutil.rmtree(self.folder, ignore_errors=True)  # left by a prepare stopped midway
+            self.folder.mkdir(parents=True)
+        except OSError as error:
+            raise UserError(f"cannot write to --out_dir={self.out_dir} ({error.strerror}): "
+                            "give a folder you can write to") from None
+        return self
+
+    def done(self, meta: dict) -> None:
+        """Refuses a split too short to train on; else writes meta.json and moves every file in."""
+        for split in ("train", "val"):
+            if meta[f"{split}_tokens"] < self.MIN_SPLIT_TOKENS:
+                raise UserError(f"{self.source} makes a {split} split of {meta[f'{split}_tokens']} token(s), too "
+                                f"few to train on (it takes {self.MIN_SPLIT_TOKENS}: an input and its target): "
+                                "give more text")
+        write_meta(self.folder, meta)
+        names = sorted(os.listdir(self.folder), key=lambda name: name == "meta.json")  # meta.json last
+        # Ctrl-C is ignored for the renames (microseconds): stopping between two would mix two datasets.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for name in names:
+                os.replace(self.folder / name, self.out_dir / name)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def __exit__(self, *exception) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1, source: str = "the text") -> dict:
     """A character-level dataset: the first 90% of the text to train.bin, the rest to val.bin
     (nanoGPT's split), and the vocabulary to meta.json. Returns the meta."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = CharTokenizer.from_text(text)
     ids = np.array(tokenizer.encode(text))
     cut = int(len(ids) * (1 - val_fraction))
-    write_tokens(out_dir / "train.bin", ids[:cut], tokenizer.vocab_size)
-    write_tokens(out_dir / "val.bin", ids[cut:], tokenizer.vocab_size)
     meta = tokenizer.meta() | split_sizes({"train": text[:cut], "val": text[cut:]}, {"train": cut, "val": len(ids) - cut})
-    write_meta(out_dir, meta)
+    with NewDataset(out_dir, source) as new:
+        write_tokens(new.folder / "train.bin", ids[:cut], tokenizer.vocab_size)
+        write_tokens(new.folder / "val.bin", ids[cut:], tokenizer.vocab_size)
+        new.done(meta)
     print(f"{len(text):,} characters, vocab {tokenizer.vocab_size}: "
           f"{cut:,} train and {len(ids) - cut:,} val tokens in {out_dir}")
     return meta
@@ -118,33 +184,64 @@ def bytes_per_token(meta: dict, split: str) -> float | None:
     return meta[f"{split}_bytes"] / meta[f"{split}_tokens"]
 
 
-def read_or_download(given: Path | None, local: Path, url: str) -> str:
-    """A corpus's text: from --input if given, else the copy at `local`, downloading it there
-    only when there is none (the one time a prepare script touches the network)."""
+def read_text(path: Path, name: str) -> str:
+    """A text file the user gave (`name` says how, e.g. --input=PATH), decoded as UTF-8."""
+    try:
+        return path.read_bytes().decode()
+    except OSError as error:
+        raise UserError(f"cannot read {name} ({error.strerror}): give a file you can read") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{name} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}): "
+                        "give a UTF-8 text file") from None
+
+
+def read_or_download(given: Path | None, local: Path, url: str) -> tuple[str, str]:
+    """A corpus's text, and where it came from: from --input if given, else the copy at `local`,
+    downloading it there only when there is none (the one time a prepare script touches the
+    network)."""
     if given is not None:
-        if not given.is_file():
+        if not given.exists():
             raise UserError(f"--input={given} does not exist")
-        return given.read_text()
+        return read_text(given, f"--input={given}"), f"--input={given}"
     if not local.exists():
         print(f"downloading {url}")
+        partial = local.with_name(f".{local.name}.partial")
         try:
-            urllib.request.urlretrieve(url, local)
+            urllib.request.urlretrieve(url, partial)
         except OSError as error:
             raise UserError(
                 f"could not download {url} ({error}); put the file at {local} or pass --input=PATH"
             ) from None
-    return local.read_text()
+        os.replace(partial, local)  # only a whole download is ever taken for the file
+    return read_text(local, str(local)), str(local)
 
 
-def text_corpus_args(description: str, here: Path, url: str) -> tuple[str, Path]:
-    """The command line of a single-text corpus's prepare.py (--input, --out_dir): its text
-    and where the bins go."""
-    parser = argparse.ArgumentParser(description=description)
+class PrepareArguments(argparse.ArgumentParser):
+    """The command line of a data/*/prepare.py: --out_dir, then the script's own options. A
+    mistake in them is one line, as every mistake is (argparse's own way prints its usage too)."""
+
+    def __init__(self, description: str, here: Path):
+        super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.add_argument("--out_dir", type=Path, default=here, help="the folder the dataset goes to")
+
+    def error(self, message: str):
+        raise UserError(f"{message}; python {sys.argv[0]} --help lists the options")
+
+    def parse(self) -> argparse.Namespace:
+        """The arguments; from here on Ctrl-C ends the script at once, saying out_dir is untouched
+        (NewDataset replaces its files only at the very end)."""
+        args = self.parse_args()
+        exit_on_ctrl_c(f"interrupted: {args.out_dir} keeps the dataset it held before, if any")
+        return args
+
+
+def text_corpus_args(description: str, here: Path, url: str) -> tuple[str, str, Path]:
+    """The command line of a single-text corpus's prepare.py (--input, --out_dir): its text,
+    where that came from, and where the bins go."""
+    parser = PrepareArguments(description, here)
     parser.add_argument("--input", type=Path, help=f"a local copy of {here / 'input.txt'}")
-    parser.add_argument("--out_dir", type=Path, default=here, help="where the bins go")
-    args = parser.parse_args()
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    return read_or_download(args.input, here / "input.txt", url), args.out_dir
+    args = parser.parse()
+    return *read_or_download(args.input, here / "input.txt", url), args.out_dir
 
 
 def run_tokenizer(header: dict):

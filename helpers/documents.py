@@ -9,6 +9,7 @@ straight into the .bin memmap batch by batch, so memory stays flat however large
 """
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from tqdm import tqdm
 
-from helpers.data import token_dtype, tokenizer_at, write_meta
+from helpers.data import NewDataset, PrepareArguments, read_text, token_dtype, tokenizer_at
 from helpers.errors import UserError
 from helpers.tokenizer import EOT, BPETokenizer, CharTokenizer, GPT2Tokenizer, TiktokenTokenizer
 
@@ -33,20 +34,57 @@ def read_local(paths: list[Path]):
     parts = []
     for path in paths:
         if not path.is_file():
-            raise UserError(f"--data_files: {path} does not exist")
+            raise UserError(f"--data_files {path} does not exist")
+        if path.stat().st_size == 0:
+            raise UserError(f"--data_files {path} is empty: give files that hold documents")
         suffix = path.suffix.lower()
         if suffix == ".txt":
-            stories = [s.strip() for s in path.read_text().split(EOT)]
+            stories = [s.strip() for s in read_text(path, f"--data_files {path}").split(EOT)]
             parts.append(datasets.Dataset.from_dict({"text": [s for s in stories if s]}))
         elif suffix in (".json", ".jsonl", ".parquet"):
             builder = "parquet" if suffix == ".parquet" else "json"
-            part = datasets.load_dataset(builder, data_files=str(path), split="train")
-            if "text" not in part.column_names:
-                raise UserError(f"{path} has no 'text' field (it has: {', '.join(part.column_names)})")
-            parts.append(part.select_columns(["text"]))
+            parts.append(load_local(path, builder))
         else:
-            raise UserError(f"--data_files: {path} is not .txt, .json, .jsonl or .parquet")
+            raise UserError(f"--data_files {path} is not .txt, .json, .jsonl or .parquet")
     return datasets.concatenate_datasets(parts)
+
+
+def load_local(path: Path, builder: str):
+    """A .json/.jsonl or .parquet file's "text" column. datasets' own progress bar and log
+    line stay off while it reads, so a file it cannot read is our one line and nothing else."""
+    import datasets
+    import pyarrow
+
+    try:
+        with datasets_quiet():
+            part = datasets.load_dataset(builder, data_files=str(path), split="train")
+    except (datasets.exceptions.DatasetGenerationError, pyarrow.ArrowInvalid) as error:
+        reason = str(error.__cause__ or error).splitlines()[0]
+        raise UserError(f"--data_files {path} is not a valid {path.suffix} file ({reason}): "
+                        "fix it or leave it out") from None
+    column = part.features.get("text")
+    if column is None:
+        raise UserError(f"{path} has no 'text' field (it has: {', '.join(part.column_names)})")
+    if getattr(column, "dtype", None) not in ("string", "large_string"):
+        raise UserError(f"{path}'s 'text' field holds {getattr(column, 'dtype', column)}, not strings: "
+                        "give each document's text as a string")
+    return part.select_columns(["text"])
+
+
+@contextlib.contextmanager
+def datasets_quiet():
+    """datasets' progress bars and log lines off for the block, then as they were."""
+    import datasets
+
+    bars, verbosity = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def load_hub(name: str):
@@ -136,21 +174,21 @@ def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int
     for name, part in parts.items():
         if len(part) == 0:
             raise UserError(f"the {name} split is empty: use more documents or another --val_fraction")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    tokenizer = choose_tokenizer(vocab_size, reuse, parts["train"])
-    tokenizer_seconds = time.perf_counter() - start
-    if isinstance(tokenizer, BPETokenizer):
-        tokenizer.save(out_dir)
-    start = time.perf_counter()
-    figures = {}
-    for name, part in parts.items():
-        encoded = encode(part, tokenizer, threads)
-        figures[f"{name}_documents"] = len(part)
-        figures[f"{name}_tokens"] = write_bin(encoded, out_dir / f"{name}.bin", tokenizer.vocab_size)
-        figures[f"{name}_bytes"] = int(np.sum(encoded["bytes"], dtype=np.int64))
-    seconds = time.perf_counter() - start
-    write_meta(out_dir, tokenizer.meta() | figures)
+    with NewDataset(out_dir, "the documents") as new:
+        start = time.perf_counter()
+        tokenizer = choose_tokenizer(vocab_size, reuse, parts["train"])
+        tokenizer_seconds = time.perf_counter() - start
+        if isinstance(tokenizer, BPETokenizer):
+            tokenizer.save(new.folder)
+        start = time.perf_counter()
+        figures = {}
+        for name, part in parts.items():
+            encoded = encode(part, tokenizer, threads)
+            figures[f"{name}_documents"] = len(part)
+            figures[f"{name}_tokens"] = write_bin(encoded, new.folder / f"{name}.bin", tokenizer.vocab_size)
+            figures[f"{name}_bytes"] = int(np.sum(encoded["bytes"], dtype=np.int64))
+        seconds = time.perf_counter() - start
+        new.done(tokenizer.meta() | figures)
     documents, tokens, text_bytes = (figures[f"train_{k}"] + figures[f"val_{k}"] for k in ("documents", "tokens", "bytes"))
     if reuse is None and vocab_size != "gpt2":
         print(f"trained the tokenizer in {tokenizer_seconds:.1f} s: {figures['train_documents'] / tokenizer_seconds:,.0f} "
@@ -160,20 +198,35 @@ def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int
     return figures | {"seconds": seconds}
 
 
+def fraction(text: str) -> float:
+    """--val_fraction's type: a share strictly between none and all."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be > 0 and < 1, got {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """--threads' type: a whole number, at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def prepare_script(description: str, hub_name: str, here: Path, val_fraction: float, seed: int,
                    vocab_size: str) -> None:
     """The command line of a document corpus's prepare.py: the hub dataset, or --data_files."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = PrepareArguments(description, here)
     parser.add_argument("--data_files", type=Path, nargs="+", help="local .txt/.json/.jsonl/.parquet files")
-    parser.add_argument("--out_dir", type=Path, default=here, help="where the bins go")
-    parser.add_argument("--val_fraction", type=float, default=val_fraction,
+    parser.add_argument("--val_fraction", type=fraction, default=val_fraction,
                         help="the share held out when the data has no validation split")
     parser.add_argument("--seed", type=int, default=seed, help="the seed of that split")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="encoding threads")
+    parser.add_argument("--threads", type=count, default=os.cpu_count(), help="encoding threads")
     parser.add_argument("--vocab_size", default=vocab_size,
                         help="train a BPE of this many tokens on the training split, or gpt2: GPT-2's own")
     parser.add_argument("--tokenizer", type=Path,
                         help="reuse the tokenizer of a dataset folder or a checkpoint (.eqx or out_dir) instead")
-    args = parser.parse_args()
+    args = parser.parse()
     dataset = read_local(args.data_files) if args.data_files else load_hub(hub_name)
     prepare(dataset, args.out_dir, args.val_fraction, args.seed, args.threads, args.vocab_size, args.tokenizer)

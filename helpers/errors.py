@@ -1,5 +1,6 @@
 """Mistakes a user can fix, and how scripts report them: one line, no traceback, non-zero exit."""
 
+import contextlib
 import functools
 import sys
 
@@ -23,3 +24,15 @@ def report_user_errors(main):
             sys.exit(2)
 
     return guarded
+
+
+@contextlib.contextmanager
+def memory_is_the_users(fix: str):
+    """An allocation that the device (or the host, for a CPU) refuses ends the script with one line
+    saying `fix`: the sizes the user chose are what to change, and a traceback would not say so."""
+    try:
+        yield
+    except Exception as error:
+        if "RESOURCE_EXHAUSTED" not in str(error):  # XLA's status for an allocation it could not make
+            raise
+        raise UserError(f"out of memory ({str(error).splitlines()[0]}): {fix}") from None

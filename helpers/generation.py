@@ -6,9 +6,12 @@
 
 nanoGPT's generate runs the whole context through the model for every new token. Here the
 prompt runs once (prefill), filling a preallocated cache of keys and values, and each new token
-then costs one position. The whole loop is one jitted function with static shapes, compiled
-once per (num_samples, prompt bucket, max_new_tokens), never once per token (and per
-candidate pool: see `candidate_pool`).
+then costs one position. Decoding is a compiled loop that makes up to CHUNK tokens per call and
+hands back its state (the cache, the random key, ...), which the next call carries on from: the
+same tokens as one long call, but Python gets a turn between calls, so Ctrl-C stops a long
+generation within a chunk. Shapes are static: the prefill compiles once per (num_samples,
+prompt bucket), the decoding loop once per (num_samples, candidate pool: see
+`candidate_pool`), whatever max_new_tokens is, never once per token.
 
 Contexts longer than block_size are cropped, not slid one token at a time: when the window is
 full, it is cut to its last block_size // 2 tokens, those are encoded afresh from position 0
@@ -37,6 +40,10 @@ from helpers.errors import UserError
 from model import GPT
 
 MIN_BUCKET = 16  # prompts are padded to a power of two at least this long
+# New tokens per compiled call, at most. Each call costs a dispatch and a wait for its result,
+# which only the tiniest models take as long as 32 tokens to cover; Ctrl-C waits for the chunk
+# under way, a fraction of a second unless one token takes many milliseconds.
+CHUNK = 32
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float) -> None:
@@ -49,6 +56,13 @@ def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, t
         raise UserError(f"top_k must be at least 1 (or None for no limit), got {top_k}")
     if not 0.0 < top_p <= 1.0:
         raise UserError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def check_window(block_size: int) -> None:
+    """A full window is cut to its last block_size // 2 tokens (see above), which must be at least one."""
+    if block_size < 2:
+        raise UserError(f"a model with block_size={block_size} cannot generate: a full window is cut to its last "
+                        "block_size // 2 tokens, which must be at least one")
 
 
 def prompt_bucket(length: int, block_size: int, rewinds: bool = True) -> int:
@@ -101,72 +115,92 @@ def sample_next(
 
 
 class Decoding(NamedTuple):
-    """What the decoding loop carries from one token to the next."""
+    """What decoding carries from one token to the next, and from one chunk to the next."""
 
-    steps: Int[Array, ""]  # tokens generated so far
     key: PRNGKeyArray
     logits: Float[Array, "B V"]  # the model's prediction for the next token
     cache: object  # the model's generation cache (see GPT.empty_cache)
-    history: Int[Array, "B N"]  # the (cropped) prompt, then every new token
+    context: Int[Array, "B W"]  # the tokens in the cache, by position (W = block_size): what a crop keeps
     window: Int[Array, ""]  # tokens in the cache: what the model sees
     done: Bool[Array, " B"]  # rows that have produced stop_token
+    steps: Int[Array, ""]  # tokens made in this chunk
+    new: Int[Array, "B CHUNK"]  # the tokens made in this chunk
+
+
+def _per_row(cache, num_samples: int):
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (num_samples, *a.shape)), cache)
 
 
 @eqx.filter_jit
-def _generate(
+def _prefill(model: GPT, prompt: Int[Array, " P"], prompt_len: Int[Array, ""], key: PRNGKeyArray,
+             num_samples: int, chunk: int) -> Decoding:
+    """The state before the first new token. Every row starts from the same prompt: prefill it
+    once and copy the cache per row."""
+    logits, cache = model.decode(prompt, model.empty_cache(), jnp.int32(0))
+    context = jnp.zeros((num_samples, model.config.block_size), jnp.int32)
+    return Decoding(
+        key=key,
+        logits=jnp.broadcast_to(logits[prompt_len - 1], (num_samples, logits.shape[-1])),
+        cache=_per_row(cache, num_samples),
+        context=context.at[:, : prompt.shape[0]].set(prompt),
+        window=prompt_len,
+        done=jnp.zeros(num_samples, bool),
+        steps=jnp.int32(0),
+        new=jnp.zeros((num_samples, chunk), jnp.int32),
+    )
+
+
+@eqx.filter_jit
+def _decode_chunk(
     model: GPT,
-    prompt: Int[Array, " P"],
-    prompt_len: Int[Array, ""],
-    key: PRNGKeyArray,
+    state: Decoding,
+    limit: Int[Array, ""],
     temperature: Float[Array, ""],
     top_k: Int[Array, ""],
     top_p: Float[Array, ""],
     stop_token: Int[Array, ""],
     vocab_size: Int[Array, ""],
-    num_samples: int,
-    max_new_tokens: int,
     pool: int,
     on_token: Callable | None,
     on_logits: Callable | None = None,
-) -> tuple[Int[Array, "B N"], Int[Array, ""]]:
+) -> Decoding:
+    """Up to `limit` (at most the chunk's size) more tokens, fewer if every row stops: the state
+    to carry on from, whose `new[:, :steps]` are this chunk's tokens."""
     block_size = model.config.block_size
     keep = block_size // 2
     decode = jax.vmap(model.decode, in_axes=(0, 0, None))  # a batch of rows, one position
 
     def next_token(s: Decoding) -> tuple[Int[Array, " B"], Decoding]:
-        """Sample each row's next token and append it to the history."""
+        """Sample each row's next token and append it to the chunk's."""
         key, sub = jax.random.split(s.key)
         # A head padded past the tokenizer's vocabulary (helpers/data.py) never picks a padding id.
         logits = jnp.where(jnp.arange(s.logits.shape[-1]) < vocab_size, s.logits, -jnp.inf)
         token = sample_next(logits, sub, temperature, top_k, top_p, pool)
-        length = prompt_len + s.steps  # tokens in history before this one
         if on_logits is not None:
             jax.debug.callback(on_logits, s.logits, ordered=True)
         if on_token is not None:
             jax.debug.callback(on_token, token, ordered=True)
         return token, s._replace(
-            steps=s.steps + 1, key=key, history=s.history.at[:, length].set(token),
-            done=s.done | (token == stop_token),
+            steps=s.steps + 1, key=key, new=s.new.at[:, s.steps].set(token), done=s.done | (token == stop_token),
         )
 
     def extend(s: Decoding) -> Decoding:
         """The common step: one new token into the cache at position `window`."""
         token, s = next_token(s)
         logits, cache = decode(token[:, None], s.cache, s.window)
-        return s._replace(logits=logits[:, 0], cache=cache, window=s.window + 1)
-
-    def per_row(cache):
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (num_samples, *a.shape)), cache)
+        return s._replace(logits=logits[:, 0], cache=cache, context=s.context.at[:, s.window].set(token),
+                          window=s.window + 1)
 
     def crop(s: Decoding) -> Decoding:
         """The window is full: encode its last `keep` tokens, the new one included, afresh."""
         token, s = next_token(s)
-        recent = jax.lax.dynamic_slice_in_dim(s.history, prompt_len + s.steps - keep, keep, axis=1)
-        logits, cache = decode(recent, per_row(model.empty_cache()), jnp.int32(0))
-        return s._replace(logits=logits[:, -1], cache=cache, window=jnp.int32(keep))
+        recent = jnp.concatenate([s.context, token[:, None]], axis=1)[:, block_size + 1 - keep:]
+        logits, cache = decode(recent, _per_row(model.empty_cache(), s.done.shape[0]), jnp.int32(0))
+        return s._replace(logits=logits[:, -1], cache=cache, context=s.context.at[:, :keep].set(recent),
+                          window=jnp.int32(keep))
 
     def running(s: Decoding) -> Bool[Array, ""]:
-        return (s.steps < max_new_tokens) & ~jnp.all(s.done)
+        return (s.steps < limit) & ~jnp.all(s.done)
 
     def until_full(s: Decoding) -> Decoding:
         # Two loops rather than one with a lax.cond per token: a cond copies its operands,
@@ -174,20 +208,7 @@ def _generate(
         s = jax.lax.while_loop(lambda s: running(s) & (s.window < block_size), extend, s)
         return jax.lax.cond(running(s), crop, lambda s: s, s)
 
-    # Every row starts from the same prompt: prefill it once and copy the cache per row.
-    prompt_logits, cache = model.decode(prompt, model.empty_cache(), jnp.int32(0))
-    history_len = max(prompt.shape[0] + max_new_tokens, block_size)
-    start = Decoding(
-        steps=jnp.int32(0),
-        key=key,
-        logits=jnp.broadcast_to(prompt_logits[prompt_len - 1], (num_samples, prompt_logits.shape[-1])),
-        cache=per_row(cache),
-        history=jnp.zeros((num_samples, history_len), jnp.int32).at[:, : prompt.shape[0]].set(prompt),
-        window=prompt_len,
-        done=jnp.zeros(num_samples, bool),
-    )
-    end = jax.lax.while_loop(running, until_full, start)
-    return jax.lax.dynamic_slice_in_dim(end.history, prompt_len, max_new_tokens, axis=1), end.steps
+    return jax.lax.while_loop(running, until_full, state._replace(steps=jnp.int32(0)))
 
 
 def generate(
@@ -217,18 +238,23 @@ def generate(
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     if not len(prompt):
         raise UserError("the prompt is empty: give at least one token")
+    model = eqx.nn.inference_mode(model)
     block_size = model.config.block_size
+    check_window(block_size)
     visible = np.asarray(prompt[-block_size:], np.int32)  # the model cannot see further back
     padded = np.zeros(prompt_bucket(len(visible), block_size, cache_rewinds(model)), np.int32)
     padded[: len(visible)] = visible
-    new, steps = _generate(
-        eqx.nn.inference_mode(model), jnp.asarray(padded), jnp.int32(len(visible)), key,
-        jnp.float32(temperature), jnp.int32(top_k or model.config.vocab_size), jnp.float32(top_p),
-        jnp.int32(-1 if stop_token is None else stop_token), jnp.int32(vocab_size or model.config.vocab_size),
-        num_samples, max_new_tokens,
-        candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token, on_logits,
-    )
-    return [_until(row[: int(steps)].tolist(), stop_token) for row in np.asarray(new)]
+    state = _prefill(model, jnp.asarray(padded), jnp.int32(len(visible)), key, num_samples, CHUNK)
+    sampling = (jnp.float32(temperature), jnp.int32(top_k or model.config.vocab_size), jnp.float32(top_p),
+                jnp.int32(-1 if stop_token is None else stop_token), jnp.int32(vocab_size or model.config.vocab_size),
+                candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token, on_logits)
+    chunks, left = [], max_new_tokens
+    while left > 0 and not np.asarray(state.done).all():
+        state = _decode_chunk(model, state, jnp.int32(min(left, CHUNK)), *sampling)
+        steps = int(state.steps)
+        chunks.append(np.asarray(state.new)[:, :steps])
+        left -= steps
+    return [_until(row.tolist(), stop_token) for row in np.concatenate(chunks, axis=1)]
 
 
 def _until(tokens: list[int], stop_token: int | None) -> list[int]:
@@ -253,6 +279,7 @@ def steps_without_cache(model: GPT, prompt: list[int], max_new_tokens: int, forc
     """
     model = eqx.nn.inference_mode(model)
     block_size = model.config.block_size
+    check_window(block_size)
     history = list(prompt)
     window_start = max(0, len(history) - block_size)
     for i in range(max_new_tokens):

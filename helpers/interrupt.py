@@ -1,14 +1,21 @@
-"""Ctrl-C during training: the first press asks the run to stop cleanly, a second quits at once.
+"""Ctrl-C at any moment: one line and exit code 130, never a traceback, never a lost checkpoint.
 
 A terminal's Ctrl-C sends SIGINT, which Python turns into a KeyboardInterrupt wherever the
-program happens to be: possibly halfway through a checkpoint write, always losing the steps
-since the last one. Here the first SIGINT only raises a flag; the training loop looks at it
-after each compiled call, saves a checkpoint and exits. The handler also restores the default
-action, so a second SIGINT ends the process at once, even while it waits inside a long call
-(where a Python handler would not run until the call returns). Checkpoints are written
-atomically, so even that loses nothing but the steps since the last save.
+program happens to be: possibly halfway through a checkpoint write, or inside a callback, where
+it is printed and ignored. So the scripts take SIGINT over, in two ways:
+
+- exit_on_ctrl_c, where there is nothing to save (sampling, plotting, benchmarking, a training
+  run before its first step): the process ends at once, from inside the handler.
+- StopRequest, once training has taken a step: the first SIGINT only raises a flag; the
+  training loop looks at it after each compiled call, saves a checkpoint and exits. The handler
+  also restores the default action, so a second SIGINT ends the process at once, even while it
+  waits inside a long call (where a Python handler would not run until the call returns).
+  Checkpoints are written atomically, so even that loses nothing but the steps since the last
+  save.
 """
 
+import contextlib
+import os
 import signal
 import sys
 
@@ -34,3 +41,20 @@ def stopped(message: str) -> None:
     """One line on stderr, and the exit code that says "interrupted"."""
     print(message, file=sys.stderr)
     sys.exit(EXIT_CODE)
+
+
+def exit_on_ctrl_c(message: str) -> None:
+    """From here on, Ctrl-C prints `message` and ends the process at once with EXIT_CODE: for a
+    script (or a phase of one) with nothing to save. The process ends inside the handler, with
+    no KeyboardInterrupt: one raised in a callback (jax runs some during garbage collection) is
+    printed as "Exception ignored" and lost, and the script would run on."""
+
+    def quit_now(signum, frame) -> None:
+        with contextlib.suppress(Exception):  # a half-written stdout line must not stop the exit
+            sys.stdout.flush()
+        os.write(sys.stderr.fileno(), f"\n{message}\n".encode())
+        os._exit(EXIT_CODE)
+
+    signal.signal(signal.SIGINT, quit_now)
+    # A Ctrl-C held back across a restart (helpers/cpu_runtime.py) arrives now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -18,7 +18,11 @@ from helpers.errors import UserError
 
 def lock_out_dir(out: Path) -> IO:
     """Take out/lock for as long as the returned file stays open (keep a reference to it)."""
-    handle = open(Path(out) / "lock", "a+")
+    try:
+        handle = open(Path(out) / "lock", "a+")
+    except OSError as error:
+        raise UserError(f"cannot open {Path(out) / 'lock'} ({error.strerror or error}): make it writable or "
+                        "pass another --out_dir") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

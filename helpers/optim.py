@@ -160,3 +160,56 @@ def optimizer_from_settings(settings: dict) -> tuple[optax.GradientTransformatio
         # optax skips (and counts) any update whose gradients are not all finite.
         optimizer = optax.apply_if_finite(optimizer, max_consecutive_errors=100)
     return optimizer, schedule
+
+
+# The settings that decide the optimizer state's shape, with the values a checkpoint's header
+# implies when it predates them. Resuming with other values needs the state converted.
+STATE_SETTINGS = {"optimizer": "adamw", "grad_clip": 1.0, "skip_nonfinite": False}
+
+
+def saved_state_settings(saved: dict) -> dict:
+    """The STATE_SETTINGS a checkpoint's state was made with, from its header's settings."""
+    return {name: saved.get(name, default) for name, default in STATE_SETTINGS.items()}
+
+
+def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
+    """A state for this run's optimizer, made from a checkpoint's state for other STATE_SETTINGS:
+    `fresh` (this run's optimizer.init) with each piece of `saved` that is the same kind of state
+    over the same arrays put in its place, so Adam's moments survive turning clipping or
+    skipping on or off. Pieces without a match start afresh, except that a learning-rate
+    schedule's step count continues at `iter_num`. Returns the state and how many of its arrays
+    came from `saved`."""
+    # optax's states are NamedTuples (ScaleByAdamState, ...), nested in tuples and dicts.
+    is_state = lambda node: isinstance(node, tuple) and hasattr(node, "_fields")  # noqa: E731
+    pieces = []
+
+    def collect(node):
+        if is_state(node):
+            pieces.append(node)
+        for child in node.values() if isinstance(node, dict) else node if isinstance(node, (tuple, list)) else ():
+            collect(child)
+
+    def alike(a, b) -> bool:
+        return jax.tree.structure(a) == jax.tree.structure(b) and all(
+            (x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+    carried = 0
+
+    def fill(node):
+        nonlocal carried
+        if is_state(node):
+            match = next((i for i, p in enumerate(pieces) if type(p) is type(node) and alike(p, node)), None)
+            if match is not None:
+                carried += len(jax.tree.leaves(pieces[match]))
+                return pieces.pop(match)
+            if isinstance(node, optax.ScaleByScheduleState):
+                return node._replace(count=jax.numpy.asarray(iter_num, node.count.dtype))
+            return type(node)(*map(fill, node))
+        if isinstance(node, dict):
+            return {key: fill(child) for key, child in node.items()}
+        if isinstance(node, (tuple, list)):
+            return type(node)(map(fill, node))
+        return node
+
+    collect(saved)
+    return fill(fresh), carried

@@ -17,7 +17,7 @@ script starts JAX.
 import ast
 import dataclasses
 import operator
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import ClassVar
 
 
@@ -30,6 +30,7 @@ class Option:
     help: str
     low: float | None = None  # the smallest valid value
     above: float | None = None  # values must be greater than this
+    high: float | None = None  # the largest valid value
     below: float | None = None  # values must be smaller than this
     choices: Collection[str] | None = None  # the valid values (a registry: its names, as registered when checked)
 
@@ -46,8 +47,7 @@ class Option:
                              f"got {type(value).__name__} {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(self.choices)}")
-        for rule, bound, holds in ((">=", self.low, operator.ge), (">", self.above, operator.gt),
-                                   ("<", self.below, operator.lt)):
+        for rule, bound, holds in self.rules():
             if bound is not None and not holds(value, bound):
                 raise ValueError(f"{name} must be {rule} {bound}, got {value!r}")
         return value
@@ -67,10 +67,15 @@ class Option:
                              f"(default: {self.default!r})") from None
         return self.check(name, value)
 
+    def rules(self) -> list[tuple[str, float, Callable]]:
+        """The bounds set: (written as, bound, the test a valid value passes)."""
+        return [(rule, bound, holds) for rule, bound, holds in (
+            (">=", self.low, operator.ge), (">", self.above, operator.gt), ("<=", self.high, operator.le),
+            ("<", self.below, operator.lt)) if bound is not None]
+
     def describe(self) -> str:
         """The help line with what is accepted, for --help and --list."""
-        rules = [f"{rule} {bound}" for rule, bound in ((">=", self.low), (">", self.above), ("<", self.below))
-                 if bound is not None]
+        rules = [f"{rule} {bound}" for rule, bound, _ in self.rules()]
         if self.choices is not None:
             rules.append("one of " + ", ".join(self.choices))
         return self.help + (f" ({'; '.join(rules)})" if rules else "")
@@ -130,6 +135,17 @@ def unused_option(name: str, user: str) -> str:
     if not declared_by:
         return f"unknown option {name!r}"
     return f"{name} is an option of {' and '.join(declared_by)}, which {user} does not use"
+
+
+def accepts(low: float | None = None, above: float | None = None, high: float | None = None,
+            below: float | None = None, choices: Collection[str] | None = None) -> dict:
+    """What a script's setting accepts beyond its type, written as the setting's annotation:
+
+        beta1: accepts(low=0, below=1) = 0.9  # AdamW beta1
+
+    configurator.py reads it from the script's source (with the comment as help) and checks
+    every value given against it, as an Option; here it only names the rules."""
+    return {"low": low, "above": above, "high": high, "below": below, "choices": choices}
 
 
 def setting(default, help: str, **accepts) -> dataclasses.Field:

@@ -34,6 +34,12 @@ class RunLog:
     def __init__(self, out: Path, settings: dict, main_process: bool):
         self.out, self.main_process, self.max_iters = out, main_process, settings["max_iters"]
         self.wandb = start_wandb(settings) if settings["wandb_log"] and main_process else None
+        if main_process:  # a log that cannot be written fails now, not at the first evaluation
+            try:
+                open(out / "log.jsonl", "a").close()
+            except OSError as error:
+                raise UserError(f"cannot write {out / 'log.jsonl'} ({error.strerror or error}): make it writable "
+                                "or pass another --out_dir") from None
         self.last_drawn = time.perf_counter()
         self.pace_from = (time.perf_counter(), 0)  # (time, iter_num) the pace is measured from
 
@@ -92,11 +98,11 @@ class RunLog:
             self.draw_losses()
 
     def draw_losses(self) -> None:
-        """out_dir/loss.png from the log so far. A picture is not worth stopping a run for: a
-        failed write is reported and training goes on."""
-        from helpers import plots  # matplotlib takes a good part of a second to import: only when drawing
+        """out_dir/loss.png from the log so far. A picture is not worth stopping a run for: any
+        failure is reported in a line and training goes on."""
+        from helpers import figures as plots  # matplotlib takes a good part of a second to import: only when drawing
 
         try:
             plots.plot_losses({self.out.resolve().name: plots.read_log(self.out)}, self.out / "loss.png")
-        except OSError as error:
-            print(f"warning: could not write {self.out / 'loss.png'}: {error}")
+        except Exception as error:  # noqa: BLE001 (whatever it is, the run is worth more than its picture)
+            print(f"warning: could not draw {self.out / 'loss.png'}: {type(error).__name__}: {error}")

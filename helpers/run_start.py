@@ -6,9 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
+import jax
 import optax
 
-from helpers import archs, checkpoint, hf
+from helpers import archs, checkpoint, hf, optim
 from helpers.data import model_vocab_size
 from helpers.errors import UserError
 from helpers.registry import OPTIONS, unused_option
@@ -52,6 +53,29 @@ def continued_config(saved: GPTConfig, settings: dict, source: str, say: Callabl
     return config
 
 
+def resumed_state(ckpt_path: Path, header: dict, config: GPTConfig, settings: dict,
+                  optimizer: optax.GradientTransformation, say: Callable) -> dict:
+    """The training state in a checkpoint, with an optimizer state for this run's optimizer:
+    read as the checkpoint's optimizer settings shaped it, then, where this run's settings
+    shape it otherwise (another optimizer, clipping or skipping turned on or off), converted,
+    and the conversion announced."""
+    saved = optim.saved_state_settings(header.get("settings", settings))
+    saved_optimizer, _ = optim.optimizer_from_settings(settings | saved)
+    # filter_eval_shape builds the state's shapes without computing anything.
+    like = eqx.filter_eval_shape(init_state, config, saved_optimizer, settings["seed"])
+    state = checkpoint.load(ckpt_path, like)
+    wanted = eqx.filter_eval_shape(optimizer.init, eqx.filter(state["model"], eqx.is_array))
+    if jax.tree.structure(wanted) != jax.tree.structure(like["opt_state"]):
+        fresh = optimizer.init(eqx.filter(state["model"], eqx.is_array))
+        state["opt_state"], carried = optim.carried_over(state["opt_state"], fresh, header["iter_num"])
+        changes = ", ".join(f"{name} {saved[name]!r} -> {settings[name]!r}" for name in saved
+                            if saved[name] != settings[name])
+        say(f"the optimizer state in {ckpt_path} was made for other settings ({changes}): kept what carries "
+            f"over ({carried} of {len(jax.tree.leaves(fresh))} arrays), started the rest afresh; the learning-rate "
+            f"schedule continues at iteration {header['iter_num']}")
+    return state
+
+
 def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransformation, ckpt_path: Path,
                    say: Callable) -> tuple[GPTConfig, dict, int, float]:
     """The model config, the training state (as `init_state` makes it), the iteration to start
@@ -67,8 +91,7 @@ def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransfor
             raise UserError(f"{ckpt_path} was trained with the tokenizer {tokenizer_name(header['tokenizer'])}, but "
                             f"dataset {settings['dataset']} uses {tokenizer_name(meta)}: {fix}, or train a new model")
         config = continued_config(checkpoint_config(header, ckpt_path), settings, str(ckpt_path), say)
-        # filter_eval_shape builds the state's shapes without computing anything.
-        state = checkpoint.load(ckpt_path, eqx.filter_eval_shape(init_state, config, optimizer, settings["seed"]))
+        state = resumed_state(ckpt_path, header, config, settings, optimizer, say)
         # The file holds the dropout rate the model trained with (a float beside the arrays).
         state["model"] = with_dropout(state["model"], config.dropout)
         say(f"resuming from {ckpt_path} at iteration {header['iter_num']}")

@@ -173,22 +173,25 @@ class BPETokenizer(TiktokenTokenizer):
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(canonical_json(self.spec)).hexdigest()
+        return spec_sha256(self.spec)
 
     def save(self, data_dir: Path) -> None:
         (Path(data_dir) / BPE_FILE).write_bytes(canonical_json(self.spec))
 
     @classmethod
     def load(cls, data_dir: Path, sha256: str) -> "BPETokenizer":
-        """The tokenizer saved in data_dir, checked against the hash its meta.json names."""
+        """The tokenizer saved in data_dir, checked against the hash its meta.json names before
+        it is read: a file of any other content (damaged, edited) is refused whole."""
         path = Path(data_dir) / BPE_FILE
         if not path.is_file():
-            raise UserError(f"{path} is missing: prepare the dataset again (its meta.json names a trained tokenizer)")
-        tokenizer = cls(json.loads(path.read_bytes()))
-        if tokenizer.sha256 != sha256:
-            raise UserError(f"{path} has sha256 {tokenizer.sha256[:12]}, but its meta.json names {sha256[:12]}: "
-                            "the file was changed; prepare the dataset again")
-        return tokenizer
+            raise UserError(f"{path} is missing, and meta.json names a trained tokenizer: "
+                            f"run {prepare_command(data_dir)} to remake it")
+        spec = read_dataset_json(path, data_dir)
+        found = spec_sha256(spec)
+        if found != sha256:
+            raise UserError(f"{path} has sha256 {found[:12]}, but its meta.json names {sha256[:12]}: "
+                            f"the file was changed; run {prepare_command(data_dir)} to remake it")
+        return cls(spec)
 
     def meta(self) -> dict:
         return {"tokenizer": "bpe", "vocab_size": self.vocab_size, "eot": self.eot, "tokenizer_sha256": self.sha256}
@@ -197,6 +200,26 @@ class BPETokenizer(TiktokenTokenizer):
 def canonical_json(value) -> bytes:
     """One byte string per value (sorted keys, no spaces), so its hash names the value."""
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def spec_sha256(spec) -> str:
+    """The hash that names a trained BPE: its spec's, as its file holds it."""
+    return hashlib.sha256(canonical_json(spec)).hexdigest()
+
+
+def prepare_command(data_dir: Path) -> str:
+    """The command that writes a dataset folder's files: the folder's own prepare.py, or, for a
+    folder a prepare.py wrote elsewhere (--out_dir), that one."""
+    script = Path(data_dir) / "prepare.py"
+    return f"python {script}" if script.is_file() else f"python data/<name>/prepare.py --out_dir={data_dir}"
+
+
+def read_dataset_json(path: Path, data_dir: Path):
+    """A dataset folder's JSON file (meta.json, tokenizer.json), or a UserError if it is not JSON."""
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError as error:  # not JSON, or not even UTF-8 text
+        raise UserError(f"{path} is not JSON ({error}): run {prepare_command(data_dir)} to remake it") from None
 
 
 def tokenizer_sha256(fields: dict) -> str:

@@ -50,6 +50,7 @@ def init_state(
     """Everything a training run carries from step to step, as a checkpoint stores it.
 
     The model is drawn from the seed, or given (pretrained weights to finetune)."""
+    seed %= 2**32  # any integer: jax's keys and the batch sampler take 32 bits
     model_key, dropout_key = jax.random.split(jax.random.key(seed))
     if model is None:
         # Built by one compiled call: run eagerly, init's hundreds of small ops (a draw and a
@@ -72,6 +73,9 @@ def init_state(
 def checkpoint_config(header: dict, path: Path) -> GPTConfig:
     """The model config a checkpoint's header holds, or a clear error when this process cannot
     build it: a component (mixer, model class, ...) registered by a file it was not given."""
+    if missing := [key for key, kind in (("iter_num", int), ("model_config", dict)) if not isinstance(header.get(key), kind)]:
+        raise UserError(f"{path}'s header lacks {' and '.join(missing)}: the file is damaged; resume from another "
+                        "checkpoint (best.eqx), or train again")
     # remat was a model field in checkpoints written before it became a training setting.
     values = {k: v for k, v in header["model_config"].items() if k != "remat"}
     try:
@@ -83,8 +87,13 @@ def checkpoint_config(header: dict, path: Path) -> GPTConfig:
         ) from None
 
 
+CHECKPOINTS = ("ckpt.eqx", "best.eqx")  # what train.py writes in out_dir: the latest state, the best val loss
+
+
 def load_trained_model(out_dir: Path, name: str = "ckpt.eqx") -> tuple[GPT, dict]:
-    """The model in a run's checkpoint (ckpt.eqx, the latest; best.eqx, the best), and its header."""
+    """The model in a run's checkpoint (one of CHECKPOINTS), and its header."""
+    if Path(out_dir).is_file():
+        raise UserError(f"{out_dir} is a file, not a run's folder: pass --out_dir={Path(out_dir).parent}")
     ckpt_path = Path(out_dir) / name
     header = checkpoint.read_header(ckpt_path)
     config = checkpoint_config(header, ckpt_path)
@@ -125,19 +134,29 @@ class Checkpointed(eqx.Module):
         return run(self.block, x, key)
 
 
-def with_remat(model: GPT, remat: str) -> GPT:
-    """`model` with each block recomputed in the backward pass (remat "dots" or "full"). The
-    blocks are the model's `h`, stacked (one Checkpointed around them: the scan slices it per
-    layer) or a tuple."""
+def check_remat(model: GPT, remat: str) -> None:
+    """Remat a model can use: its blocks in `h`, stacked and scanned. Unrolled (or a stack of
+    differing layers, a tuple), XLA is free to run the recomputation as early as the forward
+    pass and keep what remat was to free (docs/performance.md): refused, not silently useless."""
     if remat not in REMAT_POLICIES:
         raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {remat!r}")
     if remat == "none":
-        return model
+        return
     if not hasattr(model, "h"):
         raise UserError(f"remat={remat} recomputes the blocks in model.h, and {type(model).__name__} has no h: "
                         "use remat=none")
-    wrapped = tuple(Checkpointed(b, remat) for b in model.h) if isinstance(model.h, tuple) else Checkpointed(model.h, remat)
-    return eqx.tree_at(lambda m: m.h, model, wrapped)
+    if isinstance(model.h, tuple) or not getattr(getattr(model, "config", None), "scan_layers", True):
+        raise UserError(f"remat={remat} saves memory only over stacked, scanned layers (scan_layers=True, every "
+                        "layer alike): add --scan_layers=True, or use remat=none")
+
+
+def with_remat(model: GPT, remat: str) -> GPT:
+    """`model` with its stacked blocks recomputed in the backward pass (remat "dots" or "full"):
+    one Checkpointed around them, which the scan slices per layer."""
+    check_remat(model, remat)
+    if remat == "none":
+        return model
+    return eqx.tree_at(lambda m: m.h, model, Checkpointed(model.h, remat))
 
 
 def loss_fn(
@@ -147,13 +166,15 @@ def loss_fn(
     key: PRNGKeyArray | None,
     compute_dtype=jnp.float32,
     remat: str = "none",
+    fast_path: bool = True,
 ) -> Float[Array, ""]:
-    """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype."""
+    """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype.
+    `fast_path=False` runs model.py's own classes on a CPU too (slower, the same values)."""
     model = with_remat(cast_floats(model, compute_dtype), remat)
     keys = None if key is None else jax.random.split(key, x.shape[0])  # one dropout key per row
     # The model takes one sequence; vmap maps it over the batch. On a CPU, the CPU fast path
     # does (the same values and gradients, in a form XLA's CPU backend runs faster).
-    if jax.default_backend() == "cpu":
+    if fast_path and jax.default_backend() == "cpu":
         logits = cpu_fast_path.over_batch(model)(x, keys)
     else:
         logits = jax.vmap(lambda idx, k: model(idx, key=k))(x, keys)
@@ -171,6 +192,7 @@ def make_step(
     optimizer: optax.GradientTransformation,
     compute_dtype=jnp.float32,
     remat: str = "none",
+    fast_path: bool = True,
 ) -> tuple[GPT, optax.OptState, Float[Array, ""]]:
     """One optimizer update from A micro-batches of B sequences (gradient accumulation).
 
@@ -183,7 +205,7 @@ def make_step(
         xb, yb, kb = batch
         # filter_value_and_grad differentiates with respect to the model's float arrays only.
         loss, grads = eqx.filter_value_and_grad(loss_fn)(
-            eqx.combine(params, static), xb, yb, kb, compute_dtype, remat
+            eqx.combine(params, static), xb, yb, kb, compute_dtype, remat, fast_path
         )
         return jax.tree.map(jnp.add, grad_sum, grads), loss
 
@@ -206,6 +228,7 @@ def make_steps(
     optimizer: optax.GradientTransformation,
     compute_dtype=jnp.float32,
     remat: str = "none",
+    fast_path: bool = True,
 ) -> tuple[GPT, optax.OptState, Float[Array, " S"]]:
     """S optimizer updates (make_step S times) in one compiled call; the loss of each.
 
@@ -222,7 +245,7 @@ def make_steps(
         xb, yb, iteration = batch
         model, opt_state, loss = make_step(
             eqx.combine(params, static), opt_state, xb, yb, jax.random.fold_in(key, iteration), optimizer, compute_dtype,
-            remat,
+            remat, fast_path,
         )
         return (eqx.filter(model, eqx.is_array), opt_state), loss
 
@@ -233,9 +256,9 @@ def make_steps(
 
 @eqx.filter_jit
 def eval_loss(
-    model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32
+    model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32, fast_path: bool = True
 ) -> Float[Array, ""]:
     """Mean loss over N batches with dropout off (inference mode), one batch at a time."""
     model = eqx.nn.inference_mode(model)
-    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype), (x, y))
+    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype, "none", fast_path), (x, y))
     return losses.mean()

@@ -1,4 +1,6 @@
+import errno
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,3 +82,67 @@ def run_script(*args, check=True) -> subprocess.CompletedProcess:
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
         "--eval_iters=2", "--log_interval=1", "--learning_rate=3e-3", "--warmup_iters=2",
         "--lr_decay_iters=20", "--min_lr=3e-4", "--peak_flops=1e11"]
+
+
+def run_main(script: str, *args) -> subprocess.CompletedProcess:
+    """A script's main() run in this process, as `python script args` would run it up to its first
+    error: its exit code and what it printed. Each call loads the script afresh (its settings
+    are module globals, which a run changes), so runs cannot see each other. For mistakes caught
+    before training starts: far cheaper than a new process, which imports jax again."""
+    import contextlib
+    import io
+    import runpy
+
+    namespace = runpy.run_path(str(ROOT / script), run_name="run_main")
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    argv, on_ctrl_c = sys.argv, signal.getsignal(signal.SIGINT)  # a script may take Ctrl-C over
+    sys.argv = [str(ROOT / script), *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            namespace["main"]()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    finally:
+        sys.argv = argv
+        signal.signal(signal.SIGINT, on_ctrl_c)
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+
+
+def assert_one_line(result, message: str, code: int = 2):
+    """The script exited with `code` and printed one line on stderr that contains `message`."""
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr, result.stderr
+
+
+# A file that is no text: the PNG signature, then every byte value.
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+
+def launch(*args, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def stopped(proc: subprocess.Popen, printed: str = "") -> subprocess.CompletedProcess:
+    """What a launched script printed and how it ended, after a Ctrl-C."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("Ctrl-C did not stop it within 60 s") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, printed + stdout, stderr)
+
+
+def refuse(monkeypatch, method: str, name: str):
+    """Path.`method` fails on paths through `name` as the OS fails a user without permission (a
+    root user, as on CI machines, is never refused, so chmod cannot make the mistake)."""
+    real = getattr(Path, method)
+
+    def refused(path, *args, **kwargs):
+        if name in path.parts:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, refused)

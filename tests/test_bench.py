@@ -1,16 +1,61 @@
-"""bench.py: the comparison table's arithmetic, one real --compare run on a tiny model, and
-the one-line errors."""
+"""bench.py: the comparison table's arithmetic, one real --compare run on a tiny model, the
+one-line errors, and Ctrl-C."""
 
 import re
+import signal
+import subprocess
+import time
 
 import pytest
-from conftest import run_script
+from conftest import assert_one_line, launch, run_main, run_script, stopped
+from mistakes import Mistake
 
 import bench
+from helpers.interrupt import EXIT_CODE
 from model import GPTConfig
 
 TINY_BENCH = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--steps=4",
               "--steps_per_call=2"]
+
+# Made with TINY_BENCH's settings first.
+ROWS = [
+    Mistake("bench.py", "an unknown mode", ("--mode=foo",), "unknown mode 'foo'; valid names: train, sample"),
+    Mistake("bench.py", "a negative batch size", ("--batch_size=-1",), "batch_size must be >= 0, got -1"),
+    Mistake("bench.py", "a dtype it does not compute in", ("--dtype=float16",),
+            "unknown dtype 'float16'; valid names: auto, float32, bfloat16"),
+    Mistake("bench.py", "an unknown remat policy", ("--remat=some",), "unknown remat 'some'; valid names: none, dots, full"),
+    Mistake("bench.py", "no timed steps", ("--steps=0",), "steps must be >= 1, got 0"),
+    Mistake("bench.py", "steps not a multiple of steps_per_call", ("--steps=3", "--steps_per_call=2"),
+            "steps (3) must be a multiple of steps_per_call (2)"),
+    Mistake("bench.py", "no rounds", ("--compare", "--rounds=0"), "rounds must be >= 1, got 0"),
+    Mistake("bench.py", "an unknown side", ("--side=both",), "unknown side 'both'; valid names: jax, torch"),
+    Mistake("bench.py", "a negative thread count", ("--threads=-1",), "threads must be >= 0, got -1"),
+    Mistake("bench.py", "more threads than cores", ("--threads=100000",),
+            "threads=100000 is more than this machine's"),
+    Mistake("bench.py", "no new tokens", ("--mode=sample", "--new_tokens=0"), "new_tokens must be >= 1, got 0"),
+    Mistake("bench.py", "a negative peak FLOP/s", ("--peak_flops=-1",), "peak_flops must be >= 0, got -1"),
+    Mistake("bench.py", "an unknown arch", ("--arch=gpt5",), "unknown arch 'gpt5'"),
+    Mistake("bench.py", "--compare in sample mode", ("--mode=sample", "--compare"),
+            "--compare times training steps, not --mode=sample: drop one of them"),
+    Mistake("bench.py", "sampling from a one-token window", ("--mode=sample", "--block_size=1"),
+            "a model with block_size=1 cannot generate"),
+    Mistake("bench.py", "a side that crashes without a word", ("--compare",),
+            "the jax side failed: it ended with exit code -11, saying nothing", "the side's process crashes"),
+]
+CTRL_C = Mistake("bench.py", "Ctrl-C while starting", ("--steps=100000",), "bench.py: stopped by Ctrl-C",
+                 "Ctrl-C 0.3 s after the launch, while it restarts itself or imports")
+MISTAKES = [*ROWS, CTRL_C]
+
+
+def crashes(*args, **kwargs) -> subprocess.CompletedProcess:
+    """A side's process killed by a signal before it wrote anything."""
+    return subprocess.CompletedProcess(args, -signal.SIGSEGV, "", "")
+
+
+SETUP = {
+    "": lambda monkeypatch: None,
+    "the side's process crashes": lambda monkeypatch: monkeypatch.setattr(subprocess, "run", crashes),
+}
 
 
 def row(side: str, step_ms: float) -> dict:
@@ -41,16 +86,17 @@ def test_compare_times_both_sides_alternately():
     assert re.fullmatch(r"jax / torch speed: [\d.]+x \(median of 2 rounds: [\d.]+x, [\d.]+x\)", out[-1])
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--compare", "--rounds=0"], "error: rounds must be at least 1, got 0"),
-        (["--arch=gpt5"], "error: unknown arch 'gpt5'"),
-        (["--side=both"], "error: side must be jax or torch, got 'both'"),
-        (["--steps=3"], "error: steps (3) must be a positive multiple of steps_per_call (2)"),
-    ],
-)
-def test_mistakes_print_one_line(args, message):
-    result = run_script("bench.py", *TINY_BENCH, *args, check=False)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1
+@pytest.mark.parametrize("mistake", ROWS, ids=lambda m: m.id)
+def test_mistakes_are_one_line(monkeypatch, mistake):
+    SETUP[mistake.setup](monkeypatch)
+    result = run_main("bench.py", *TINY_BENCH, *mistake.args)
+    assert_one_line(result, mistake.prints)
+    assert result.stdout == ""
+
+
+def test_ctrl_c_while_starting():
+    proc = launch("bench.py", *TINY_BENCH, *CTRL_C.args)
+    time.sleep(0.3)  # jax takes about a second to import
+    result = stopped(proc)
+    assert_one_line(result, CTRL_C.prints, EXIT_CODE)
+    assert result.stdout == ""

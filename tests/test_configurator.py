@@ -203,3 +203,23 @@ def test_a_command_line_only_key_is_left_to_the_script_a_file_means(tmp_path):
     settings = configure(ns, [str(config)], command_line_only=("init_from",))
     assert settings["init_from"] == "resume" and settings["out_dir"] == "out-finetune"
     assert configure(ns, [str(config), "--init_from=gpt2"], command_line_only=("init_from",))["init_from"] == "gpt2"
+
+
+def test_a_script_declares_what_each_setting_accepts_on_its_line(tmp_path, capsys):
+    script = tmp_path / "script.py"
+    script.write_text('from helpers.registry import accepts\n'
+                      'MODES = ("fast", "slow")\n'
+                      'beta1: accepts(low=0, below=1) = 0.9  # momentum\n'
+                      'mode: accepts(choices=MODES) = "fast"  # how to go\n'
+                      'steps = 10  # how many\n')
+    ns = {"__file__": str(script), "MODES": ("fast", "slow"), "beta1": 0.9, "mode": "fast", "steps": 10}
+    assert configure(ns, ["--beta1=0.5", "--mode=slow", "--steps=-3"]) == {"beta1": 0.5, "mode": "slow", "steps": -3}
+    with pytest.raises(ConfigError, match="beta1 must be < 1, got 1.5"):
+        configure(ns, ["--beta1=1.5"])
+    with pytest.raises(ConfigError, match="unknown mode 'medium'; valid names: fast, slow"):
+        configure(ns, ["--mode=medium"])
+    with pytest.raises(SystemExit):
+        configure(ns, ["--help"])
+    assert "momentum (>= 0; < 1)" in capsys.readouterr().out
+    # Read for its help alone (another script's), a rule naming the script's objects is left out.
+    assert script_settings(script)["mode"].choices is None and script_settings(script)["beta1"].below == 1

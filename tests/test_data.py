@@ -1,12 +1,35 @@
+import errno
 import json
+import re
 
 import jax
 import numpy as np
 import pytest
 
+from mistakes import Mistake
+from helpers import data
 from helpers.data import batch_rng, bytes_per_token, get_batch, open_split, read_meta, token_dtype, write_char_dataset
 from helpers.errors import UserError
-from helpers.tokenizer import CharTokenizer, tokenizer_from_meta
+from helpers.tokenizer import CharTokenizer, prepare_command, tokenizer_from_meta
+
+# A dataset's files damaged after prepare.py wrote them, as train.py (and sample.py, check.py) meet them.
+MISTAKES = [
+    Mistake("train.py", "an empty .bin", (), "train.bin is empty: run python", "train.bin is empty"),
+    Mistake("train.py", "a .bin cut mid-token", (), "bytes, not a whole number of the 2-byte tokens",
+            "train.bin loses its last byte"),
+    Mistake("train.py", "meta.json that is not JSON", (), "meta.json is not JSON (", "meta.json is cut short"),
+    Mistake("train.py", "meta.json without vocab_size", (), "meta.json has no vocab_size",
+            "meta.json lacks vocab_size"),
+    Mistake("train.py", "meta.json that is a JSON list", (), "meta.json has no vocab_size", "meta.json holds [65]"),
+]
+DAMAGE = {
+    "train.bin is empty": lambda folder: (folder / "train.bin").write_bytes(b""),
+    "train.bin loses its last byte": lambda folder: (folder / "train.bin").write_bytes(
+        (folder / "train.bin").read_bytes()[:-1]),
+    "meta.json is cut short": lambda folder: (folder / "meta.json").write_text('{"tokenizer": "char", "voc'),
+    "meta.json lacks vocab_size": lambda folder: (folder / "meta.json").write_text('{"tokenizer": "char"}'),
+    "meta.json holds [65]": lambda folder: (folder / "meta.json").write_text("[65]"),
+}
 
 
 def test_char_dataset_round_trip(tmp_path):
@@ -86,3 +109,37 @@ def test_a_char_dataset_counts_its_bytes_for_bits_per_byte(tmp_path):
     assert (meta["train_bytes"], meta["val_bytes"]) == (len(text[:cut].encode()), len(text[cut:].encode()))
     assert bytes_per_token(meta, "train") == len(text[:cut].encode()) / cut > 1
     assert bytes_per_token({"tokenizer": "char", "vocab_size": 3, "chars": "abc"}, "val") is None  # an older dataset
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.id)
+def test_damaged_dataset_files_are_one_line_saying_how_to_remake_them(tmp_path, mistake):
+    write_char_dataset("hello world, hello jax\n" * 50, tmp_path)
+    DAMAGE[mistake.setup](tmp_path)
+    with pytest.raises(UserError, match=re.escape(mistake.prints)) as error:
+        open_split(tmp_path, "train", 8)
+    assert "\n" not in str(error.value)
+    assert str(error.value).endswith(f"run python data/<name>/prepare.py --out_dir={tmp_path} to remake it")
+
+
+def test_a_dataset_folder_with_its_own_prepare_py_is_remade_by_it():
+    folder = data.dataset_dir("shakespeare_char")
+    assert prepare_command(folder) == f"python {folder / 'prepare.py'}"
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_dataset_whole(tmp_path, monkeypatch):
+    write_char_dataset("the old text\n" * 100, tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    write_tokens = data.write_tokens
+
+    def disk_full_at_val(path, ids, vocab_size):
+        if path.name == "val.bin":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_tokens(path, ids, vocab_size)
+
+    monkeypatch.setattr(data, "write_tokens", disk_full_at_val)
+    with pytest.raises(OSError, match="No space left"):
+        write_char_dataset("A new text, with another vocabulary!\n" * 100, tmp_path)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # and no partial files
+    monkeypatch.undo()
+    meta = write_char_dataset("A new text, with another vocabulary!\n" * 100, tmp_path)
+    assert read_meta(tmp_path) == meta and sorted(path.name for path in tmp_path.iterdir()) == sorted(before)

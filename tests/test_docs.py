@@ -1,5 +1,6 @@
 """Every ```python block in docs/ runs, in order, one shared namespace per page; every ```py
-block (an excerpt) is, line for line, in one of the examples it quotes."""
+block (an excerpt) is, line for line, in one of the examples it quotes; docs/mistakes.md is the
+table of the mistakes the tests make."""
 
 import re
 from pathlib import Path
@@ -12,7 +13,10 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 EXCERPT = re.compile(r"^```py\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda p: p.name)
+GENERATED = DOCS / "mistakes.md"  # written from tests/mistakes.py's table, not by hand
+
+
+@pytest.mark.parametrize("page", sorted(set(DOCS.glob("*.md")) - {GENERATED}), ids=lambda p: p.name)
 def test_code_blocks_run(page):
     blocks = BLOCK.findall(page.read_text())
     assert blocks, f"{page.name} has no python blocks"
@@ -27,3 +31,9 @@ def test_excerpts_are_the_examples_own_lines():
     assert len(excerpts) == 5
     for excerpt in excerpts:
         assert any(excerpt in example for example in examples), excerpt
+
+
+def test_the_page_of_mistakes_is_the_tests_own_table():
+    import mistakes
+
+    assert GENERATED.read_text() == mistakes.render(), "run: python tests/mistakes.py > docs/mistakes.md"

@@ -1,5 +1,5 @@
-"""Each example in examples/ through the scripts, as docs/adding_a_model.md says to run it:
-train, resume, sample and check, on the command line (tiny runs)."""
+"""Each example in examples/ through the scripts, with the commands docs/adding_a_model.md gives
+(train, resume, sample and check) plus the flags of a tiny run."""
 
 import jax
 import pytest

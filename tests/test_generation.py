@@ -54,9 +54,9 @@ def test_one_compilation_per_shape(monkeypatch):
     # length would add traces of its own.
     with traces_of("") as same_shape:
         # Other prompts in the same bucket, other seeds, temperatures, top_p and top_k within
-        # the same candidate pool (5..8): no new trace.
-        for length, temperature, top_k, top_p in [(11, 0.5, 6, 0.8), (16, 1.0, 8, 1.0), (3, 1.5, 5, 0.1)]:
-            generate(MODEL, PROMPT[:1] * length, 7, key=jax.random.key(length), num_samples=2,
+        # the same candidate pool (5..8), any number of new tokens: no new trace.
+        for length, temperature, top_k, top_p, new in [(11, 0.5, 6, 0.8, 7), (16, 1.0, 8, 1.0, 100), (3, 1.5, 5, 0.1, 1)]:
+            generate(MODEL, PROMPT[:1] * length, new, key=jax.random.key(length), num_samples=2,
                      temperature=temperature, top_k=top_k, top_p=top_p)
     assert same_shape == []
     # One compilation would not show a loop that re-encodes the whole window for every token:
@@ -70,11 +70,24 @@ def test_one_compilation_per_shape(monkeypatch):
 
     monkeypatch.setattr(GPT, "decode", recording)
     with traces_of("") as new_shape:
-        generate(MODEL, PROMPT, 8, key=jax.random.key(0), num_samples=2, top_k=5)  # a new max_new_tokens
-    assert new_shape == ["_generate"]
+        generate(MODEL, PROMPT, 8, key=jax.random.key(0), num_samples=7, top_k=5)  # a batch size no test used
+    assert new_shape == ["_prefill", "_decode_chunk"]
     # The prompt's bucket (16) and each new token alone (1); a crop re-encodes block_size // 2
     # tokens (16 too). Never a whole window per token.
     assert sorted(set(decoded)) == [1, 16]
+
+
+def test_chunks_make_the_tokens_of_one_long_call(monkeypatch):
+    # Sampled rows that stop at different times, across several crops of the 32-token window.
+    settings = {"key": jax.random.key(9), "num_samples": 3, "temperature": 1.0, "top_k": 10, "top_p": 0.9,
+                "stop_token": 7}
+    monkeypatch.setattr(generation, "CHUNK", 1000)
+    whole = generate(MODEL, PROMPT, 90, **settings)
+    monkeypatch.setattr(generation, "CHUNK", 4)
+    with traces_of("_decode_chunk") as traces:
+        chunked = generate(MODEL, PROMPT, 90, **settings)
+    assert chunked == whole and max(map(len, whole)) > 40 and min(map(len, whole)) < 90
+    assert traces == ["_decode_chunk"]  # one program for every chunk
 
 
 def test_top_k_one_and_tiny_top_p_are_greedy():
@@ -131,8 +144,9 @@ def test_a_padded_head_never_generates_a_padding_id():
 
 
 def test_a_cache_that_cannot_be_rewound_gets_its_prompt_unpadded(tmp_path):
-    from configurator import run_config_file
     from conftest import ROOT
+
+    from configurator import run_config_file
     from helpers.generation import cache_rewinds, prompt_bucket
     from model import GPTConfig
 

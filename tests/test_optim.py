@@ -181,3 +181,42 @@ def test_a_components_own_gain_is_no_matrix_stacked_or_not(layers):
     for arrays in (weight_matrices(model), hidden_matrices(model)):
         assert not any(array is gain for array in arrays for gain in gains)
     assert len(weight_matrices(model)) == (2 + 3 if not layers else 2 + 3 + 4)  # wte, wpe; each layer's Linears
+
+
+def test_a_state_for_other_optimizer_settings_keeps_what_fits_and_continues_the_schedule():
+    import equinox as eqx
+    import optax
+
+    from helpers.optim import carried_over, optimizer_from_settings
+
+    settings = dict(learning_rate=1e-3, warmup_iters=2, lr_decay_iters=20, min_lr=1e-4, decay_lr=True,
+                    weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, muon_learning_rate=0.02)
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16), key=jax.random.key(0))
+    params = eqx.filter(model, eqx.is_array)
+    adamw, _ = optimizer_from_settings(settings)
+    state = adamw.init(params)
+    for _ in range(3):
+        _, state = adamw.update(params, state, params)  # the parameters as gradients: any will do
+    adam = [s for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)][0]
+
+    # Skipping or clipping turned on or off: Adam's moments and counts all carry over, exactly.
+    for change in (dict(skip_nonfinite=True), dict(grad_clip=0.0)):
+        optimizer, _ = optimizer_from_settings(settings | change)
+        fresh = optimizer.init(params)
+        converted, carried = carried_over(state, fresh, iter_num=3)
+        assert jax.tree.structure(converted) == jax.tree.structure(fresh)
+        assert carried == len(jax.tree.leaves(state))
+        kept = [s for s in jax.tree.leaves(converted, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+                if isinstance(s, optax.ScaleByAdamState)][0]
+        for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(adam)):
+            np.testing.assert_array_equal(a, b)
+
+    # Another optimizer: its own state, fresh, except that each schedule goes on at iteration 3.
+    muon, _ = optimizer_from_settings(settings | {"optimizer": "muon"})
+    converted, carried = carried_over(state, muon.init(params), iter_num=3)
+    schedules = [s for s in jax.tree.leaves(converted, is_leaf=lambda s: isinstance(s, optax.ScaleByScheduleState))
+                 if isinstance(s, optax.ScaleByScheduleState)]
+    assert len(schedules) == 2 and all(int(s.count) == 3 for s in schedules)
+    assert carried < len(jax.tree.leaves(converted))
+    muon.update(params, converted, params)  # a state this optimizer can use

@@ -1,8 +1,100 @@
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
+from conftest import (
+    ROOT,
+    SHARED_SHAKESPEARE,
+    assert_one_line,
+    corpus_text,
+    run_main,
+    run_script,
+)
+from mistakes import Mistake
 
-from conftest import SHARED_SHAKESPEARE, corpus_text, run_script
+from helpers.data import write_char_dataset
+
+CHAR, GPT2 = "data/shakespeare_char/prepare.py", "data/shakespeare/prepare.py"
+STORIES, DOCS = "data/tinystories/prepare.py", "data/python_docs_char/prepare.py"
+BOOK = "It was the best of times, it was the worst of times.\n" * 20  # book.txt, in every test's folder
+
+# Mistakes made on a prepare.py's command line; each test runs in a folder holding book.txt and
+# whatever the setup says, with --out_dir=out unless the mistake gives its own.
+MISTAKES = [
+    Mistake(CHAR, "--input an empty file", ("--input=empty.txt",),
+            "--input=empty.txt makes a train split of 0 token(s), too few to train on", "empty.txt is empty"),
+    Mistake(CHAR, "--input of one character", ("--input=a.txt",),
+            "--input=a.txt makes a train split of 0 token(s)", "a.txt holds one character"),
+    Mistake(GPT2, "--input of one word", ("--input=hi.txt",),
+            "--input=hi.txt makes a train split of 1 token(s)", "hi.txt holds Hi!"),
+    Mistake(CHAR, "--input not text", ("--input=photo.png",),
+            "--input=photo.png is not UTF-8 text (byte 0x89 at offset 0)", "photo.png is an image"),
+    Mistake(CHAR, "--input missing", ("--input=boook.txt",), "--input=boook.txt does not exist"),
+    Mistake(CHAR, "--input unreadable", ("--input=secret.txt",),
+            "cannot read --input=secret.txt (Permission denied)", "secret.txt is not readable"),
+    Mistake(CHAR, "--out_dir an existing file", ("--input=book.txt", "--out_dir=book.txt"),
+            "--out_dir=book.txt is a file: give a folder"),
+    Mistake(CHAR, "--out_dir that cannot be made", ("--input=book.txt", "--out_dir=locked/data"),
+            "cannot write to --out_dir=locked/data (Permission denied)", "locked/ is read-only"),
+    Mistake(STORIES, "--seed not a number", ("--data_files", "book.txt", "--seed=abc"),
+            "argument --seed: invalid int value: 'abc'; python"),
+    Mistake(STORIES, "--val_fraction above 1", ("--data_files", "book.txt", "--val_fraction=1.5"),
+            "argument --val_fraction: must be > 0 and < 1, got 1.5"),
+    Mistake(STORIES, "--val_fraction of 0", ("--data_files", "book.txt", "--val_fraction=0"),
+            "argument --val_fraction: must be > 0 and < 1, got 0"),
+    Mistake(STORIES, "--threads=0", ("--data_files", "book.txt", "--threads=0"),
+            "argument --threads: must be at least 1, got 0"),
+    Mistake(STORIES, "a .json data file that is not JSON", ("--data_files", "stories.json"),
+            "--data_files stories.json is not a valid .json file (", "stories.json is cut short"),
+    Mistake(STORIES, "a .txt data file not text", ("--data_files", "stories.txt"),
+            "--data_files stories.txt is not UTF-8 text", "stories.txt is an image"),
+    Mistake(STORIES, "an empty data file", ("--data_files", "empty.txt"), "--data_files empty.txt is empty",
+            "empty.txt is empty"),
+    Mistake(STORIES, "a 'text' field that is not text", ("--data_files", "numbers.jsonl"),
+            "numbers.jsonl's 'text' field holds int64, not strings", 'numbers.jsonl holds {"text": 5}'),
+    Mistake(DOCS, "an option it does not have", ("--input=book.txt",), "unrecognized arguments: --input=book.txt"),
+]
+
+
+SETUP = {
+    "": lambda monkeypatch: None,
+    "empty.txt is empty": lambda monkeypatch: Path("empty.txt").write_text(""),
+    "a.txt holds one character": lambda monkeypatch: Path("a.txt").write_text("a"),
+    "hi.txt holds Hi!": lambda monkeypatch: Path("hi.txt").write_text("Hi!"),
+    "photo.png is an image": lambda monkeypatch: Path("photo.png").write_bytes(PNG),
+    "secret.txt is not readable": lambda monkeypatch: (Path("secret.txt").write_text(BOOK),
+                                                       refuse(monkeypatch, "read_bytes", "secret.txt")),
+    "locked/ is read-only": lambda monkeypatch: (Path("locked").mkdir(), refuse(monkeypatch, "mkdir", "locked")),
+    "stories.json is cut short": lambda monkeypatch: Path("stories.json").write_text('[{"text": "Once upon a time'),
+    "stories.txt is an image": lambda monkeypatch: Path("stories.txt").write_bytes(PNG),
+    'numbers.jsonl holds {"text": 5}': lambda monkeypatch: Path("numbers.jsonl").write_text('{"text": 5}\n'),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.id)
+def test_prepare_mistakes_are_one_line_and_write_nothing(tmp_path, monkeypatch, mistake):
+    monkeypatch.chdir(tmp_path)
+    Path("book.txt").write_text(BOOK)
+    SETUP[mistake.setup](monkeypatch)
+    assert_one_line(run_main(mistake.script, "--out_dir=out", *mistake.args), mistake.prints)
+    assert not list(Path("out").rglob("*"))  # nothing written (the folder itself may be left)
+
+
+def test_ctrl_c_ends_a_prepare_with_one_line_and_keeps_the_previous_dataset(tmp_path):
+    write_char_dataset(BOOK, tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with subprocess.Popen([sys.executable, DOCS, f"--out_dir={tmp_path}"], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout.readline().startswith("reading")  # printed once its Ctrl-C handler is set
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+    assert_one_line(result, f"interrupted: {tmp_path} keeps the dataset it held before", code=130)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
 def test_shakespeare_char_from_a_local_file(tmp_path):

@@ -21,6 +21,7 @@ def test_a_valid_value_comes_back_as_the_options_type(option, value, expected):
     (SCALE, 0.0, "name must be > 0, got 0.0"),
     (SCALE, 10.0, "name must be < 10, got 10.0"),
     (Option(1, "a count", low=1), 0, "name must be >= 1, got 0"),
+    (Option(0.5, "a share", above=0, high=1), 1.5, "name must be <= 1, got 1.5"),
     (Option(1, "a count"), True, "name must be int (like the default 1), got bool True"),
     (Option(1, "a count"), 1.5, "name must be int"),
     (Option((), "names"), ("a", 1), "tuple of strings"),

@@ -35,3 +35,21 @@ def test_the_pace_counts_from_the_last_restart(monkeypatch):
     log = RunLog(None, {"max_iters": 10, "wandb_log": False}, main_process=False)  # the clock reads 100 (twice)
     log.restart_clock(4)  # 130: an evaluation ended at iteration 4
     assert math.isclose(log.seconds_per_iter(9), 20.0 / 5)  # 150
+
+
+def test_a_broken_log_line_or_a_failed_drawing_never_stops_the_run(tmp_path, capsys, monkeypatch):
+    log = RunLog(tmp_path, {"max_iters": 10, "wandb_log": False}, main_process=True)
+    log.iteration(5, 2.5, 1e-3, 0.5, 1000, 0.25)
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"iter": 7, "lo\n')  # a line cut short, as a crash can leave it
+    log.evaluation(10, {"val": 2.25}, {})
+    captured = capsys.readouterr()
+    assert "line 2 is not a JSON record: skipped" in captured.err and (tmp_path / "loss.png").exists()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr("helpers.figures.plot_losses", broken)
+    log.evaluation(10, {"val": 2.0}, {})
+    assert "warning: could not draw" in (printed := capsys.readouterr().out) and "RuntimeError: no backend" in printed
+    assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1]) == {"iter": 10, "val_loss": 2.0}

@@ -1,8 +1,65 @@
-import pytest
+"""sample.py: reproducible batches, streaming and stop strings; every mistake one line; Ctrl-C at
+any moment."""
 
-from conftest import TINY, run_script
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PNG, TINY, assert_one_line, launch, refuse, run_main, run_script, stopped
+from mistakes import Mistake
+
+from helpers import generation
+from helpers.interrupt import EXIT_CODE
 from helpers.tokenizer import CharTokenizer
 from sample import Streamer, cut_at_stop
+
+# Made in a folder whose out/ holds a finished tiny run (sample.py's default out_dir).
+ROWS = [
+    Mistake("sample.py", "no samples", ("--num_samples=0",), "num_samples must be >= 1, got 0"),
+    Mistake("sample.py", "no new tokens", ("--max_new_tokens=0",), "max_new_tokens must be >= 1, got 0"),
+    Mistake("sample.py", "a negative temperature", ("--temperature=-1",), "temperature must be >= 0, got -1"),
+    Mistake("sample.py", "a negative top_k", ("--top_k=-1",), "top_k must be >= 0, got -1"),
+    Mistake("sample.py", "top_p of 0", ("--top_p=0",), "top_p must be > 0, got 0"),
+    Mistake("sample.py", "top_p above 1", ("--top_p=1.5",), "top_p must be <= 1, got 1.5"),
+    Mistake("sample.py", "a checkpoint train.py does not write", ("--checkpoint=last.eqx",),
+            "unknown checkpoint 'last.eqx'; valid names: ckpt.eqx, best.eqx"),
+    Mistake("sample.py", "an empty stop string", ("--stop=('END', '')",),
+            "holds an empty string, which would end every sample before it starts"),
+    Mistake("sample.py", "a seed beyond 64 bits", ("--seed=99999999999999999999",), "seed must fit in 64 bits"),
+    Mistake("sample.py", "an untrained model", ("--init_from=scratch",),
+            "init_from='scratch' names no trained model to sample from"),
+    Mistake("sample.py", "a prompt file that is not text", ("--start=FILE:photo.png",),
+            "prompt file photo.png is not UTF-8 text (byte 0x89 at offset 0)", "photo.png is an image"),
+    Mistake("sample.py", "a prompt file that is a folder", ("--start=FILE:prompts",),
+            "prompt file prompts is a directory", "prompts/ is a folder"),
+    Mistake("sample.py", "a prompt file that is missing", ("--start=FILE:prompt.txt",),
+            "prompt file prompt.txt does not exist"),
+    Mistake("sample.py", "FILE: without a file", ("--start=FILE:",), "--start=FILE: names no file"),
+    Mistake("sample.py", "an unreadable prompt file", ("--start=FILE:secret.txt",),
+            "cannot read prompt file secret.txt (Permission denied)", "secret.txt is not readable"),
+    Mistake("sample.py", "more samples than memory holds", ("--num_samples=100000000",),
+            "out of memory (RESOURCE_EXHAUSTED: Out of memory allocating", "the batch does not fit in memory"),
+]
+CTRL_C_GENERATING = Mistake("sample.py", "Ctrl-C while generating", ("--max_new_tokens=100000000",),
+                            "sample.py: stopped by Ctrl-C", "Ctrl-C once some text is out")
+CTRL_C_STARTING = Mistake("sample.py", "Ctrl-C while starting", ("--max_new_tokens=100000000",),
+                          "sample.py: stopped by Ctrl-C", "Ctrl-C 0.3 s after the launch, during the imports")
+MISTAKES = [*ROWS, CTRL_C_GENERATING, CTRL_C_STARTING]
+
+
+def out_of_memory(*args, **kwargs):
+    """What generate raises when the device cannot hold the batch (XLA's status, as jax words it)."""
+    raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 819200000000 bytes.")
+
+
+SETUP = {
+    "": lambda monkeypatch: None,
+    "photo.png is an image": lambda monkeypatch: Path("photo.png").write_bytes(PNG),
+    "prompts/ is a folder": lambda monkeypatch: Path("prompts").mkdir(),
+    "secret.txt is not readable": lambda monkeypatch: (Path("secret.txt").write_text("the "),
+                                                       refuse(monkeypatch, "read_text", "secret.txt")),
+    "the batch does not fit in memory": lambda monkeypatch: monkeypatch.setattr(generation, "generate", out_of_memory),
+}
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +70,9 @@ def run_dir(tmp_path_factory, char_dataset):
 
 
 def test_batched_samples_are_reproducible(run_dir, tmp_path):
-    args = ("sample.py", f"--out_dir={run_dir}", "--start=the ", "--max_new_tokens=40", "--num_samples=2", "--seed=7")
+    # top_k=0: no limit.
+    args = ("sample.py", f"--out_dir={run_dir}", "--start=the ", "--max_new_tokens=40", "--num_samples=2", "--seed=7",
+            "--top_k=0")
     first = run_script(*args).stdout
     assert first.count("---------------") == 2 and first.startswith("the ")
     assert first == run_script(*args).stdout  # same seed, same text
@@ -38,29 +97,34 @@ def test_streamer_holds_back_what_may_become_a_stop_string(capsys):
     for ch in "abc":
         streamer([tokenizer.index[ch]])
     assert capsys.readouterr().out == "ab"  # "c" may start "cd"
+    assert streamer.tokens == [tokenizer.index["c"]]  # what is out is decoded no more
     for ch in "dab":
         streamer([tokenizer.index[ch]])
     assert capsys.readouterr().out == "" and streamer.stopped
     assert cut_at_stop("xxENDyyEND", ("END", "yy")) == ("xx", True)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--start=the Ω≈"], "not in this dataset's vocabulary: 'Ω≈'"),
-    (["--top_p=0"], "top_p must be in (0, 1]"),
-    (["--top_k=0"], "top_k must be at least 1"),
-    (["--max_new_tokens=0"], "max_new_tokens must be positive"),
-    (["--start=FILE:EMPTY"], "is empty: give some text"),
-])
-def test_bad_input_is_one_line(run_dir, tmp_path, args, message):
-    (tmp_path / "empty.txt").write_text("")
-    args = [a.replace("EMPTY", str(tmp_path / "empty.txt")) for a in args]
-    result = run_script("sample.py", f"--out_dir={run_dir}", *args, check=False)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("mistake", ROWS, ids=lambda m: m.id)
+def test_mistakes_are_one_line(run_dir, tmp_path, monkeypatch, mistake):
+    monkeypatch.chdir(tmp_path)
+    Path("out").symlink_to(run_dir)
+    SETUP[mistake.setup](monkeypatch)
+    assert_one_line(run_main("sample.py", "--max_new_tokens=5", *mistake.args), mistake.prints)
 
 
-def test_missing_checkpoint_is_one_line(tmp_path):
-    result = run_script("sample.py", f"--out_dir={tmp_path}", check=False)
-    assert result.returncode == 2 and "no checkpoint at" in result.stderr and "Traceback" not in result.stderr
+def test_ctrl_c_while_generating_keeps_what_was_printed(run_dir):
+    proc = launch("sample.py", f"--out_dir={run_dir}", "--start=the ", *CTRL_C_GENERATING.args)
+    result = stopped(proc, proc.stdout.read(20))  # read returns once 20 characters have streamed
+    assert_one_line(result, CTRL_C_GENERATING.prints, EXIT_CODE)
+    assert result.stdout.startswith("the ") and len(result.stdout) >= 20 and "\n-----" not in result.stdout
+
+
+def test_ctrl_c_while_starting(run_dir):
+    proc = launch("sample.py", f"--out_dir={run_dir}", *CTRL_C_STARTING.args)
+    time.sleep(0.3)  # jax takes about a second to import
+    result = stopped(proc)
+    assert_one_line(result, CTRL_C_STARTING.prints, EXIT_CODE)
+    assert result.stdout == ""
 
 
 def test_sample_from_an_hf_directory(tmp_path):

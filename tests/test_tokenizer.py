@@ -1,9 +1,24 @@
+import re
+
 import pytest
 
 from conftest import corpus_text, stories
+from mistakes import Mistake
 from helpers import tokenizer as tok
 from helpers.errors import UserError
 from helpers.tokenizer import EOT, BPETokenizer, GPT2Tokenizer, tokenizer_fields, tokenizer_from_meta
+
+# A trained tokenizer's file damaged after prepare.py wrote it, as train.py meets it.
+MISTAKES = [
+    Mistake("train.py", "tokenizer.json that is not JSON", (), "tokenizer.json is not JSON (",
+            "tokenizer.json is cut short"),
+    Mistake("train.py", "tokenizer.json of another shape", (), "the file was changed; run python",
+            "tokenizer.json holds a JSON list"),
+]
+DAMAGE = {
+    "tokenizer.json is cut short": lambda path: path.write_bytes(path.read_bytes()[:100]),
+    "tokenizer.json holds a JSON list": lambda path: path.write_text("[]"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +88,17 @@ def test_a_saved_tokenizer_loads_only_with_its_hash(bpe, tmp_path):
     with pytest.raises(UserError, match=f"names {bpe.sha256[:12]}: the file was changed"):
         BPETokenizer.load(tmp_path, bpe.sha256)
     path.unlink()
-    with pytest.raises(UserError, match="tokenizer.json is missing: prepare the dataset again"):
+    with pytest.raises(UserError, match="tokenizer.json is missing, and meta.json names a trained tokenizer: run"):
         BPETokenizer.load(tmp_path, bpe.sha256)
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.id)
+def test_a_damaged_tokenizer_file_is_one_line_saying_how_to_remake_it(bpe, tmp_path, mistake):
+    bpe.save(tmp_path)
+    DAMAGE[mistake.setup](tmp_path / "tokenizer.json")
+    with pytest.raises(UserError, match=re.escape(mistake.prints)) as error:
+        tokenizer_fields(bpe.meta(), tmp_path)  # what train.py reads of a dataset's tokenizer
+    assert "\n" not in str(error.value) and str(error.value).endswith("to remake it")
 
 
 def test_a_checkpoints_copy_rebuilds_the_tokenizer_with_no_dataset_folder(bpe, tmp_path):

@@ -70,14 +70,17 @@ def test_a_run_may_resume_with_its_layers_run_another_way(tmp_path, char_dataset
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--eval_interval=3", "--always_save_checkpoint=True"]
     train(straight, char_dataset, "--max_iters=6", *common)
-    train(split, char_dataset, "--max_iters=3", *common)
-    # How the layers run is this run's choice, not part of the architecture.
-    train(split, char_dataset, "--max_iters=6", "--init_from=resume", "--scan_layers=False", "--remat=dots", *common)
+    train(split, char_dataset, "--max_iters=3", "--scan_layers=True", "--remat=dots", *common)
+    # How the layers run is this run's choice, not part of the architecture; so is skipping
+    # non-finite updates, whose optimizer state takes the saved one in (none is skipped here).
+    resumed = train(split, char_dataset, "--max_iters=6", "--init_from=resume", "--scan_layers=False",
+                    "--skip_nonfinite=True", *common)
+    assert "(skip_nonfinite False -> True): kept what carries over (" in resumed.stdout
     straight_losses, _ = losses(straight)
     split_losses, _ = losses(split)
     np.testing.assert_allclose([split_losses[i] for i in range(1, 7)], [straight_losses[i] for i in range(1, 7)], rtol=1e-5)
     header, _ = load_params(split)
-    assert header["model_config"]["scan_layers"] is False and header["settings"]["remat"] == "dots"
+    assert header["model_config"]["scan_layers"] is False and header["settings"]["remat"] == "none"
 
 
 def test_steps_per_call_changes_nothing_but_speed(tmp_path, char_dataset):
@@ -95,35 +98,6 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path, char_dataset):
     np.testing.assert_allclose([v for _, v in evals(four_records)], [v for _, v in evals(one_records)], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(load_params(tmp_path / "one")[1]), jax.tree.leaves(load_params(tmp_path / "four")[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-
-
-def test_truncated_checkpoint_is_one_clear_line(tmp_path, char_dataset):
-    out = tmp_path / "run"
-    train(out, char_dataset, "--max_iters=2", "--eval_interval=2")
-    data = (out / "ckpt.eqx").read_bytes()
-    (out / "ckpt.eqx").write_bytes(data[: len(data) // 2])
-    result = train(out, char_dataset, "--max_iters=4", "--init_from=resume", check=False)
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "truncated or corrupt" in result.stderr
-
-
-@pytest.mark.parametrize("arg, message", [
-    ("--lerning_rate=1", "did you mean 'learning_rate'"),
-    ("--batch_size=0", "batch_size must be positive"),
-    ("--steps_per_call=0", "steps_per_call must be positive"),
-    ("--n_embd=33", "not divisible by n_head"),
-    ("--dtype=float64", "dtype must be one of"),
-    ("--remat=some", "remat must be one of none, dots, full, got 'some'"),
-])
-def test_user_mistakes_are_one_line(tmp_path, char_dataset, arg, message):
-    result = train(tmp_path / "run", char_dataset, "--max_iters=1", arg, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert message in result.stderr and result.stderr.strip().count("\n") == 0
-
-
-def test_missing_dataset_is_clear(tmp_path):
-    result = train(tmp_path / "run", tmp_path / "nowhere", "--max_iters=1", check=False)
-    assert result.returncode == 2 and "run the dataset's prepare.py" in result.stderr
 
 
 def test_resume_applies_this_runs_dropout(tmp_path, char_dataset):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -120,15 +122,13 @@ def test_the_lighter_compile_of_init_draws_the_same_weights():
 REMAT_PRIMITIVE = jax.make_jaxpr(jax.checkpoint(jnp.sin))(1.0).eqns[0].primitive.name
 
 
-@pytest.mark.parametrize("scan_layers", [True, False], ids=["scan", "unrolled"])
-def test_remat_recomputes_layers_to_the_same_gradient(scan_layers):
+def test_remat_recomputes_layers_to_the_same_gradient():
     from jaxprs import equations
 
     idx = jax.random.randint(jax.random.key(6), (4, 16), 0, 50)
     keys = jax.random.split(jax.random.key(7), 4)
     # Dropout on: the recomputed forward pass must draw the same masks as the first one.
-    config = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32, scan_layers=scan_layers,
-                       dropout=0.1)
+    config = GPTConfig(block_size=16, vocab_size=50, n_layer=3, n_head=2, n_embd=32, dropout=0.1)
     params, static = eqx.partition(GPT(config, key=jax.random.key(5)), eqx.is_array)
     grads = {}
     for remat in REMAT_POLICIES:
@@ -137,8 +137,8 @@ def test_remat_recomputes_layers_to_the_same_gradient(scan_layers):
             return jax.vmap(lambda i, k: model(i, key=k))(idx, keys).sum()
 
         grads[remat] = jax.jit(jax.grad(total))(params)
-        # Unrolled or not, the layers are one lax.scan in the program (unrolled when compiled),
-        # so the gradient's program holds one recomputed layer body, or none.
+        # The layers are one lax.scan in the program, so the gradient's program holds one
+        # recomputed layer body, or none.
         assert len(equations(jax.grad(total), params, name=REMAT_PRIMITIVE)) == (remat != "none")
     for remat in ("dots", "full"):
         for a, b in zip(jax.tree.leaves(grads[remat]), jax.tree.leaves(grads["none"])):
@@ -176,5 +176,34 @@ def test_remat_is_checked_and_needs_blocks_in_h():
         weight: jax.Array
 
     assert with_remat(Flat(jnp.ones(2)), "none").weight.shape == (2,)
+    # Unrolled, or layers that differ (a tuple), the recomputation may run early: refused.
+    for config in (dataclasses.replace(CONFIG, scan_layers=False), dataclasses.replace(CONFIG, layers=("attention", "conv"))):
+        with pytest.raises(UserError, match="saves memory only over stacked, scanned layers"):
+            with_remat(GPT(config, key=jax.random.key(0)), "full")
     with pytest.raises(UserError, match="remat=dots recomputes the blocks in model.h, and Flat has no h"):
         with_remat(Flat(jnp.ones(2)), "dots")
+
+
+def test_training_can_run_model_pys_own_classes_to_the_same_losses(monkeypatch):
+    from helpers import cpu_fast_path
+
+    optimizer = make_optimizer(lr_schedule(3e-3, 2, 20, 3e-4, True), 0.1, 0.9, 0.95, 1.0)
+    x = jax.random.randint(jax.random.key(1), (3, 1, 4, 16), 0, 30)
+    y = jnp.roll(x, -1, axis=-1)
+    state = init_state(CONFIG, optimizer, seed=0)
+    fast_eval = eval_loss(state["model"], x[0], y[0])
+    _, _, fast = make_steps(state["model"], state["opt_state"], x, y, jax.random.key(2), jnp.int32(0), optimizer)
+    # With the fast path switched off, it is never called: model.py's classes do the work.
+    monkeypatch.setattr(cpu_fast_path, "over_batch", None)
+    state = init_state(CONFIG, optimizer, seed=0)
+    np.testing.assert_allclose(eval_loss(state["model"], x[0], y[0], fast_path=False), fast_eval, rtol=1e-5)
+    _, _, plain = make_steps(state["model"], state["opt_state"], x, y, jax.random.key(2), jnp.int32(0), optimizer,
+                             fast_path=False)
+    np.testing.assert_allclose(plain, fast, rtol=1e-5)
+
+
+def test_any_integer_seeds_a_run():
+    negative, wrapped = (init_state(CONFIG, optax.sgd(1.0), seed) for seed in (-1, 2**32 - 1))
+    assert int(negative["data_seed"]) == 2**32 - 1
+    for a, b in zip(jax.tree.leaves(eqx.filter(negative, eqx.is_array)), jax.tree.leaves(eqx.filter(wrapped, eqx.is_array))):
+        np.testing.assert_array_equal(a, b)

@@ -7,15 +7,16 @@ Pieces with characters outside printable ASCII are skipped to keep the vocabular
 result is deterministic for a given Python version.
 """
 
-import argparse
 import ast
+import platform
 import sys
 import sysconfig
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from helpers.data import write_char_dataset  # noqa: E402
+from helpers.data import PrepareArguments, write_char_dataset  # noqa: E402
+from helpers.errors import report_user_errors  # noqa: E402
 
 HERE = Path(__file__).parent
 SKIPPED_PACKAGES = {"site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo"}
@@ -51,11 +52,11 @@ def corpus() -> str:
     return "\n\n".join(p for p in pieces if p and set(p) <= PRINTABLE) + "\n"
 
 
+@report_user_errors
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out_dir", type=Path, default=HERE, help="where the bins go")
-    args = parser.parse_args()
-    write_char_dataset(corpus(), args.out_dir)
+    args = PrepareArguments(__doc__, HERE).parse()
+    print(f"reading the documentation of Python {platform.python_version()}", flush=True)
+    write_char_dataset(corpus(), args.out_dir, source="Python's documentation")
 
 
 if __name__ == "__main__":

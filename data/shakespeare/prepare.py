@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from helpers.data import split_sizes, text_corpus_args, write_meta, write_tokens  # noqa: E402
+from helpers.data import NewDataset, split_sizes, text_corpus_args, write_tokens  # noqa: E402
 from helpers.errors import report_user_errors  # noqa: E402
 from helpers.tokenizer import GPT2Tokenizer  # noqa: E402
 
@@ -19,16 +19,17 @@ URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshake
 
 @report_user_errors
 def main():
-    text, out_dir = text_corpus_args(__doc__, Path(__file__).parent, URL)
+    text, source, out_dir = text_corpus_args(__doc__, Path(__file__).parent, URL)
     tokenizer = GPT2Tokenizer()
     cut = int(len(text) * 0.9)
     texts, tokens = {"train": text[:cut], "val": text[cut:]}, {}
-    for split, part in texts.items():
-        ids = tokenizer.encode(part)
-        write_tokens(out_dir / f"{split}.bin", ids, tokenizer.vocab_size)
-        tokens[split] = len(ids)
-        print(f"{split}: {len(ids):,} tokens")
-    write_meta(out_dir, tokenizer.meta() | split_sizes(texts, tokens))
+    with NewDataset(out_dir, source) as new:
+        for split, part in texts.items():
+            ids = tokenizer.encode(part)
+            write_tokens(new.folder / f"{split}.bin", ids, tokenizer.vocab_size)
+            tokens[split] = len(ids)
+            print(f"{split}: {len(ids):,} tokens")
+        new.done(tokenizer.meta() | split_sizes(texts, tokens))
 
 
 if __name__ == "__main__":

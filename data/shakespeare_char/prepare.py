@@ -16,7 +16,8 @@ URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshake
 
 @report_user_errors
 def main():
-    write_char_dataset(*text_corpus_args(__doc__, Path(__file__).parent, URL))
+    text, source, out_dir = text_corpus_args(__doc__, Path(__file__).parent, URL)
+    write_char_dataset(text, out_dir, source=source)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 from helpers.documents import prepare_script  # noqa: E402
 from helpers.errors import report_user_errors  # noqa: E402
 
+
+@report_user_errors
+def main():
+    prepare_script(__doc__, "roneneldan/TinyStories", Path(__file__).parent,
+                   val_fraction=0.05, seed=1337, vocab_size="4096")
+
+
 if __name__ == "__main__":
-    report_user_errors(prepare_script)(
-        __doc__, "roneneldan/TinyStories", Path(__file__).parent, val_fraction=0.05, seed=1337, vocab_size="4096"
-    )
+    main()

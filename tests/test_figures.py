@@ -1,11 +1,20 @@
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from helpers import plots
-from helpers.plots import attention_maps, attention_weights, latest, plot_attention, plot_losses
+from helpers import figures
+from helpers.figures import (
+    attention_maps,
+    attention_weights,
+    latest,
+    plot_attention,
+    plot_losses,
+    read_log,
+)
 from model import GPT, GPTConfig
 
 
@@ -29,12 +38,28 @@ def test_loss_chart_of_one_run_and_of_several(tmp_path):
     assert not list(tmp_path.glob("*.tmp.png"))  # written through a temporary file
 
 
+@pytest.mark.parametrize("name, start", [("loss.svg", b"<?xml"), ("loss.pdf", b"%PDF"), ("loss.JPG", b"\xff\xd8")])
+def test_a_picture_is_written_in_the_format_its_suffix_names(tmp_path, name, start):
+    plot_losses({"out-a": fake_run(1.0)}, tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(start)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # the temporary file is gone
+
+
+def test_lines_that_are_no_records_are_skipped_with_a_warning(tmp_path, capsys):
+    records = [{"iter": 0, "loss": 4.0}, {"iter": 1, "loss": 3.0}]
+    lines = [json.dumps(records[0]).encode(), b'{"iter": 1, "lo', b"\xff\xfe", b"[1, 2]", b"", json.dumps(records[1]).encode()]
+    (tmp_path / "log.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert read_log(tmp_path) == records
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {tmp_path / 'log.jsonl'} line {n} is not a JSON record: skipped" for n in (2, 3, 4)]
+
+
 def test_the_bits_per_byte_chart_draws_the_evaluated_bpb(tmp_path, monkeypatch):
-    figures = []
-    monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig))
+    saved = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: saved.append(fig))
     run = [r | {f"{k[:-5]}_bpb": v / 2.77 for k, v in r.items() if k.endswith("_loss")} for r in fake_run(1.0)]
     plot_losses({"out-a": run}, tmp_path / "bpb.png", "bpb")
-    ax = figures[0].axes[0]
+    ax = saved[0].axes[0]
     drawn = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
     assert ax.get_ylabel() == "bits per byte of text"
     assert drawn["val"] == [r["val_bpb"] for r in run if "val_bpb" in r]

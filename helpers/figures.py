@@ -1,12 +1,13 @@
 """Pictures of training runs: loss curves from log.jsonl, and attention maps from a checkpoint.
 
 matplotlib draws off-screen (the Agg backend), so this works on a machine with no display.
-Every PNG is written to a temporary file and renamed into place, like the checkpoints.
+Every picture is written to a temporary file and renamed into place, like the checkpoints.
 """
 
 import itertools
 import json
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,25 +17,52 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from jaxtyping import Array, Float, Int  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 
 from helpers.errors import UserError  # noqa: E402
 from model import GPT, CausalSelfAttention, attend, causal_mask  # noqa: E402
 
+# What `save` writes, named by a file's suffix: png, svg, pdf, jpg, ... (pgf, LaTeX's, needs LaTeX installed).
+FORMATS = tuple(name for name in FigureCanvasAgg.get_supported_filetypes() if name != "pgf")
+
 
 def read_log(out_dir: Path) -> list[dict]:
-    """The records train.py appended to out_dir/log.jsonl: training lines and evaluations."""
+    """The records train.py appended to out_dir/log.jsonl: training lines and evaluations. A line
+    that is no record (one cut short by a crash) is skipped with a warning: the rest still makes
+    a picture, and train.py draws from here while it runs, which a broken line must not stop."""
     path = Path(out_dir) / "log.jsonl"
-    if not path.is_file():
-        raise UserError(f"{path} does not exist: is {out_dir} the out_dir of a training run?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: is {out_dir} the out_dir of a training run?") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror or error})") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # not JSON, or not even UTF-8
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("iter"), int):
+            records.append(record)
+        else:
+            print(f"warning: {path} line {number} is not a JSON record: skipped", file=sys.stderr)
+    return records
 
 
 def save(fig, path: Path) -> None:
+    """Write `fig` in the format its file's suffix names (one of FORMATS), and close it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
+    try:
+        with tmp.open("wb") as file:
+            fig.savefig(file, format=path.suffix.removeprefix(".").lower())
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)  # what a failed write left
 
 
 def latest(records: list[dict], field: str) -> list[dict]:
