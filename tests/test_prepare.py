@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import (
+    PNG,
     ROOT,
     SHARED_SHAKESPEARE,
     assert_one_line,
     corpus_text,
+    refuse,
     run_main,
     run_script,
 )
