@@ -39,9 +39,9 @@ from configurator import configure
 from helpers import archs, checkpoint, registries, sharding
 from helpers.batches import Batches
 from helpers.data import bytes_per_token, dataset_dir, read_meta
-from helpers.errors import UserError, report_user_errors
+from helpers.errors import UserError, memory_is_the_users, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
-from helpers.interrupt import StopRequest, stopped
+from helpers.interrupt import StopRequest, restore_default_ctrl_c, stopped
 from helpers.lock import lock_out_dir
 from helpers.optim import (
     OPTIMIZERS,
@@ -64,6 +64,8 @@ from helpers.training import (
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------------------------
+# Each setting: its default, its help after the #, and (`name: accepts(...) = ...`, an annotation
+# that is no type) the values it accepts, which configurator.py checks wherever a value comes from.
 # I/O
 out_dir = "out"  # where ckpt.eqx and log.jsonl are written
 eval_interval: accepts(low=1) = 500  # evaluate every this many iterations (and at the last one)
@@ -179,17 +181,20 @@ def make_out_dir(path: str) -> Path:
     return out
 
 
-def claim_out_dir(out: Path) -> None:
+def claim_out_dir(out: Path, main_process: bool) -> None:
     """A new run (init_from scratch or GPT-2 weights) that would replace the checkpoints of an
     earlier one is refused unless --overwrite says so: a forgotten --init_from=resume must not
-    cost a trained model. A new run starts its own log.jsonl."""
+    cost a trained model. Every process checks, so that all stop together; process 0 clears
+    the folder for the new run, which starts its own log."""
     if init_from == "resume" or eval_only:
         return
     held = [path for path in (out / "ckpt.eqx", out / "best.eqx") if path.exists()]
     if held and not overwrite:
         raise UserError(f"{held[0]} exists: continue that run with --init_from=resume, start over with --overwrite "
-                        f"(which replaces {' and '.join(path.name for path in held)}), or pass another --out_dir")
-    (out / "log.jsonl").unlink(missing_ok=True)
+                        f"(which deletes {' and '.join(path.name for path in held)}), or pass another --out_dir")
+    if main_process:  # no file of the old run stays beside the new run's
+        for path in (*held, out / "log.jsonl"):
+            path.unlink(missing_ok=True)
 
 
 def stop_non_finite(what: str, iter_num: int, steps_run: int, last_saved: tuple[Path, int] | None):
@@ -200,10 +205,10 @@ def stop_non_finite(what: str, iter_num: int, steps_run: int, last_saved: tuple[
                         "settings make it, not the learning rate (a component or option of your own? a layer spec?)")
     rates = f"learning_rate={learning_rate}" + (f", muon_learning_rate={muon_learning_rate}" if optimizer == "muon" else "")
     clip = "turn clipping on (--grad_clip=1.0)" if grad_clip == 0 else f"clip harder (grad_clip={grad_clip})"
-    last = (f"this run's last checkpoint is {last_saved[0]} (iteration {last_saved[1]})" if last_saved
-            else "this run saved no checkpoint")
+    last, again = ((f"this run's last checkpoint is {last_saved[0]} (iteration {last_saved[1]})", "resume")
+                   if last_saved else ("this run saved no checkpoint", "train again"))
     raise UserError(f"{what} at iteration {iter_num}: the updates diverged; {last}. Lower {rates}, raise warmup_iters "
-                    f"or {clip} and resume, or pass --skip_nonfinite to skip such updates")
+                    f"or {clip} and {again}, or pass --skip_nonfinite to skip such updates")
 
 
 def start_processes(settings: dict) -> None:
@@ -255,6 +260,8 @@ def target_reached(losses: dict, bits_per_byte: dict) -> tuple[str, float, float
 
 
 @report_user_errors
+@memory_is_the_users("lower batch_size (gradient_accumulation_steps keeps the tokens per step), block_size or "
+                     "the model's size, or recompute layers with --remat=dots and --scan_layers=True")
 def main():
     settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe)
     check_settings(settings)
@@ -265,15 +272,14 @@ def main():
     out = make_out_dir(out_dir)
     ckpt_path = out / "ckpt.eqx"
     lock = lock_out_dir(out) if main_process else None  # noqa: F841 (held until the process ends)
-    if main_process:
-        claim_out_dir(out)
+    claim_out_dir(out, main_process)
     log = RunLog(out, settings, main_process)
 
     data_dir = dataset_dir(dataset)
     meta = read_meta(data_dir)
     optimizer, schedule = optimizer_from_settings(settings)
     config, state, iter_num, best_val_loss = starting_state(settings, meta, optimizer, ckpt_path, log.say)
-    if iter_num >= max_iters and not eval_only:
+    if init_from == "resume" and iter_num >= max_iters and not eval_only:
         raise UserError(f"{ckpt_path} is at iteration {iter_num} and max_iters={max_iters}: nothing to train; raise "
                         "--max_iters to train on, or pass --eval_only to evaluate it")
     start_iter = iter_num
@@ -322,9 +328,9 @@ def main():
         if evaluate_and_save() or eval_only:
             return
     # From the first step on, Ctrl-C asks to stop after the steps under way, with a checkpoint
-    # (helpers/interrupt.py). A multi-process run keeps Python's default: one process alone
+    # (helpers/interrupt.py). A multi-process run gets Python's default back: one process alone
     # cannot leave the others' collectives.
-    stop = StopRequest() if jax.process_count() == 1 else None
+    stop = StopRequest() if jax.process_count() == 1 else restore_default_ctrl_c()
     log.restart_clock(iter_num)
     while iter_num < max_iters:
         # A call never runs past the next evaluation or the end. Short of one, the steps run a

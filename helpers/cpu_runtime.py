@@ -68,15 +68,18 @@ def jaxlib_knows(flag: str) -> bool:
 
 def tune_cpu_runtime() -> None:
     """Apply both settings if jax will run on the CPU; call it before jax is imported.
-    May restart the script."""
+    May restart the script, with Ctrl-C held back (blocked) across the restart: install your
+    Ctrl-C handler before calling it, as train.py and bench.py do."""
+    # The restarted process (or one that was not restarted) takes a Ctrl-C held back for it now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if not cpu_backend_expected():
         return
     # The restart comes first, so that only the process that goes on to run searches jaxlib.
     if sys.platform == "linux" and "GLIBC_TUNABLES" not in os.environ:
         sys.stdout.flush()
         # A Ctrl-C between here and the new process's own handler would end it with a
-        # traceback. Blocked, it waits (the mask and the pending signal survive the exec) for
-        # the handler that train.py installs first thing (helpers/interrupt.py).
+        # traceback. Blocked, it waits (the mask and the pending signal survive the exec) until
+        # the new process, its handler in place, calls this function again.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES})
     flags = os.environ.get("XLA_FLAGS", "")

@@ -148,8 +148,11 @@ class NewDataset:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def __exit__(self, *exception) -> None:
+    def __exit__(self, kind, error, traceback) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        if isinstance(error, OSError):  # a full disk, a folder gone: the user's to fix, in one line
+            raise UserError(f"could not write the dataset to {self.out_dir} ({error.strerror or error}): free some "
+                            "space or pass another --out_dir; the dataset it held before is whole") from None
 
 
 def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1, source: str = "the text") -> dict:
@@ -231,7 +234,8 @@ class PrepareArguments(argparse.ArgumentParser):
         """The arguments; from here on Ctrl-C ends the script at once, saying out_dir is untouched
         (NewDataset replaces its files only at the very end)."""
         args = self.parse_args()
-        exit_on_ctrl_c(f"interrupted: {args.out_dir} keeps the dataset it held before, if any")
+        exit_on_ctrl_c(f"interrupted: {args.out_dir} holds its previous dataset, if any, or the whole new one "
+                       "(a .partial-dataset folder left there goes at the next prepare)")
         return args
 
 

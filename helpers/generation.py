@@ -150,7 +150,9 @@ def _prefill(model: GPT, prompt: Int[Array, " P"], prompt_len: Int[Array, ""], k
     )
 
 
-@eqx.filter_jit
+# Every argument but the model is donated: the new state (its cache above all) takes the old
+# one's memory, as one long loop would, rather than holding two caches at once.
+@eqx.filter_jit(donate="all-except-first")
 def _decode_chunk(
     model: GPT,
     state: Decoding,
@@ -245,12 +247,13 @@ def generate(
     padded = np.zeros(prompt_bucket(len(visible), block_size, cache_rewinds(model)), np.int32)
     padded[: len(visible)] = visible
     state = _prefill(model, jnp.asarray(padded), jnp.int32(len(visible)), key, num_samples, CHUNK)
-    sampling = (jnp.float32(temperature), jnp.int32(top_k or model.config.vocab_size), jnp.float32(top_p),
-                jnp.int32(-1 if stop_token is None else stop_token), jnp.int32(vocab_size or model.config.vocab_size),
-                candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token, on_logits)
+    scalars = (np.float32(temperature), np.int32(top_k or model.config.vocab_size), np.float32(top_p),
+               np.int32(-1 if stop_token is None else stop_token), np.int32(vocab_size or model.config.vocab_size))
+    static = (candidate_pool(model.config.vocab_size, temperature, top_k, top_p), on_token, on_logits)
     chunks, left = [], max_new_tokens
     while left > 0 and not np.asarray(state.done).all():
-        state = _decode_chunk(model, state, jnp.int32(min(left, CHUNK)), *sampling)
+        # Fresh device scalars for each call, which donates its arguments.
+        state = _decode_chunk(model, state, jnp.int32(min(left, CHUNK)), *map(jnp.asarray, scalars), *static)
         steps = int(state.steps)
         chunks.append(np.asarray(state.new)[:, :steps])
         left -= steps

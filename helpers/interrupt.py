@@ -6,7 +6,7 @@ it is printed and ignored. So the scripts take SIGINT over, in two ways:
 
 - exit_on_ctrl_c, where there is nothing to save (sampling, plotting, benchmarking, a training
   run before its first step): the process ends at once, from inside the handler.
-- StopRequest, once training has taken a step: the first SIGINT only raises a flag; the
+- StopRequest, from the first training call on: the first SIGINT only raises a flag; the
   training loop looks at it after each compiled call, saves a checkpoint and exits. The handler
   also restores the default action, so a second SIGINT ends the process at once, even while it
   waits inside a long call (where a Python handler would not run until the call returns).
@@ -34,6 +34,11 @@ class StopRequest:
               flush=True)
 
 
+def restore_default_ctrl_c() -> None:
+    """Python's own Ctrl-C (a KeyboardInterrupt) again, for a run of several processes."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 EXIT_CODE = 130  # the shell's code for a program ended by SIGINT (128 + 2)
 
 
@@ -56,5 +61,3 @@ def exit_on_ctrl_c(message: str) -> None:
         os._exit(EXIT_CODE)
 
     signal.signal(signal.SIGINT, quit_now)
-    # A Ctrl-C held back across a restart (helpers/cpu_runtime.py) arrives now.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -137,14 +137,16 @@ def unused_option(name: str, user: str) -> str:
     return f"{name} is an option of {' and '.join(declared_by)}, which {user} does not use"
 
 
-def accepts(low: float | None = None, above: float | None = None, high: float | None = None,
+def accepts(*, low: float | None = None, above: float | None = None, high: float | None = None,
             below: float | None = None, choices: Collection[str] | None = None) -> dict:
     """What a script's setting accepts beyond its type, written as the setting's annotation:
 
         beta1: accepts(low=0, below=1) = 0.9  # AdamW beta1
 
-    configurator.py reads it from the script's source (with the comment as help) and checks
-    every value given against it, as an Option; here it only names the rules."""
+    An annotation, though not a type: configurator.py reads it from the script's source (with
+    the comment as help, and rules written as literals or as names of the script's objects)
+    and checks every value given against it, as an Option. Here it only names the rules, so
+    that a misspelt one fails when the script starts."""
     return {"low": low, "above": above, "high": high, "below": below, "choices": choices}
 
 

@@ -100,9 +100,9 @@ class RunLog:
     def draw_losses(self) -> None:
         """out_dir/loss.png from the log so far. A picture is not worth stopping a run for: any
         failure is reported in a line and training goes on."""
-        from helpers import figures as plots  # matplotlib takes a good part of a second to import: only when drawing
+        from helpers import figures  # matplotlib takes a good part of a second to import: only when drawing
 
         try:
-            plots.plot_losses({self.out.resolve().name: plots.read_log(self.out)}, self.out / "loss.png")
+            figures.plot_losses({self.out.resolve().name: figures.read_log(self.out)}, self.out / "loss.png")
         except Exception as error:  # noqa: BLE001 (whatever it is, the run is worth more than its picture)
             print(f"warning: could not draw {self.out / 'loss.png'}: {type(error).__name__}: {error}")

@@ -59,7 +59,7 @@ def resumed_state(ckpt_path: Path, header: dict, config: GPTConfig, settings: di
     read as the checkpoint's optimizer settings shaped it, then, where this run's settings
     shape it otherwise (another optimizer, clipping or skipping turned on or off), converted,
     and the conversion announced."""
-    saved = optim.saved_state_settings(header.get("settings", settings))
+    saved = optim.saved_state_settings(header.get("settings", {}))
     saved_optimizer, _ = optim.optimizer_from_settings(settings | saved)
     # filter_eval_shape builds the state's shapes without computing anything.
     like = eqx.filter_eval_shape(init_state, config, saved_optimizer, settings["seed"])

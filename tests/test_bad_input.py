@@ -51,8 +51,8 @@ MISTAKES = [
     Mistake("train.py", "out_dir that is a file", ("--out_dir=A_FILE",), "is a file: pass a directory to --out_dir"),
     Mistake("train.py", "out_dir that cannot be made", ("--out_dir=READ_ONLY/run",),
             "cannot create out_dir", "the parent folder is read-only"),
-    Mistake("train.py", "a log that cannot be written", (), "log.jsonl (Permission denied): make it writable",
-            "out_dir/log.jsonl is read-only"),
+    Mistake("train.py", "a log that cannot be written", ("--init_from=resume",),
+            "log.jsonl (Permission denied): make it writable", "out_dir/log.jsonl is read-only"),
     Mistake("train.py", "missing dataset folder", ("--dataset=/nowhere/at/all",),
             "meta.json is missing: run the dataset's prepare.py"),
     Mistake("train.py", "missing .bin", (), "train.bin is missing: run python", "no train.bin"),
@@ -120,7 +120,7 @@ def damaged(setup: str, tmp_path, char_dataset, trained, monkeypatch) -> tuple:
             (data / "meta.json").write_text(json.dumps(meta | {"vocab_size": meta["vocab_size"] + 1,
                                                                "chars": meta["chars"] + "\x01"}))
     if setup in ("out_dir holds a run's checkpoints", "another vocabulary", "truncate", "garble", "ckpt.eqx is a folder",
-                 "the header loses model_config"):
+                 "the header loses model_config", "out_dir/log.jsonl is read-only"):
         shutil.copytree(trained, out)
     ckpt = out / "ckpt.eqx"
     if setup == "truncate":

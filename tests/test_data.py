@@ -137,7 +137,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_dataset_whole(tmp_path, m
         write_tokens(path, ids, vocab_size)
 
     monkeypatch.setattr(data, "write_tokens", disk_full_at_val)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(UserError, match="No space left on device.*the dataset it held before is whole"):
         write_char_dataset("A new text, with another vocabulary!\n" * 100, tmp_path)
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # and no partial files
     monkeypatch.undo()

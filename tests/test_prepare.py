@@ -95,7 +95,7 @@ def test_ctrl_c_ends_a_prepare_with_one_line_and_keeps_the_previous_dataset(tmp_
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
-    assert_one_line(result, f"interrupted: {tmp_path} keeps the dataset it held before", code=130)
+    assert_one_line(result, f"interrupted: {tmp_path} holds its previous dataset, if any, or the whole new one", code=130)
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 

@@ -38,7 +38,7 @@ ROWS = [
     Mistake("sample.py", "an unreadable prompt file", ("--start=FILE:secret.txt",),
             "cannot read prompt file secret.txt (Permission denied)", "secret.txt is not readable"),
     Mistake("sample.py", "more samples than memory holds", ("--num_samples=100000000",),
-            "out of memory (RESOURCE_EXHAUSTED: Out of memory allocating", "the batch does not fit in memory"),
+            "out of memory (RESOURCE_EXHAUSTED: Out of memory allocating", "the device refuses the allocation (simulated)"),
 ]
 CTRL_C_GENERATING = Mistake("sample.py", "Ctrl-C while generating", ("--max_new_tokens=100000000",),
                             "sample.py: stopped by Ctrl-C", "Ctrl-C once some text is out")
@@ -58,7 +58,7 @@ SETUP = {
     "prompts/ is a folder": lambda monkeypatch: Path("prompts").mkdir(),
     "secret.txt is not readable": lambda monkeypatch: (Path("secret.txt").write_text("the "),
                                                        refuse(monkeypatch, "read_text", "secret.txt")),
-    "the batch does not fit in memory": lambda monkeypatch: monkeypatch.setattr(generation, "generate", out_of_memory),
+    "the device refuses the allocation (simulated)": lambda monkeypatch: monkeypatch.setattr(generation, "generate", out_of_memory),
 }
 
 
