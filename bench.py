@@ -5,6 +5,7 @@
     python bench.py --n_layer=8 --n_embd=256 --n_head=8 --batch_size=16
     python bench.py --mode=sample --arch=shakespeare-char   # KV cache vs full recompute
     python bench.py --arch=gpt2 --batch_size=16              # on a GPU: bf16, cuDNN attention, MFU
+    python bench.py --suite=gpu                              # the prepared GPU benchmark: one table of rows
 
 --compare also times the same architecture in PyTorch (eager, fused QKV,
 F.scaled_dot_product_attention, AdamW) and prints the ratio of the medians. Each side runs in
@@ -13,6 +14,12 @@ machine's speed drifts by up to 2x over minutes, so --rounds=3 times the sides a
 three times each, and reports the median of the three ratios: drift then hits both sides.
 Steps use random tokens: this measures the model and optimizer, not the data pipeline. Ctrl-C
 ends it at once.
+
+--suite=gpu times, each in a fresh process with no compilation cache (compile times are cold),
+GPT-2 124M (bf16, T=1024) at B=16 and B=32, the model of config/train_tinystories.py, and GPT-2
+at B=16 with one speed setting changed per row (SUITES), so one run on one card says which
+settings matter. It prints one table and writes it as JSON (--json_path). It refuses to run where
+jax has no NVIDIA GPU.
 """
 # ruff: noqa: E402
 
@@ -55,6 +62,7 @@ from helpers.data import (
 from helpers.errors import UserError, memory_is_the_users, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
 from helpers.generation import generate, generate_without_cache
+from helpers.gpu_runtime import nvidia_backend_expected, set_gpu_flags
 from helpers.optim import make_optimizer
 from helpers.registry import accepts
 from helpers.tokenizer import GPT2_VOCAB_SIZE
@@ -69,6 +77,25 @@ from helpers.training import (
 from model import GPT, attention_implementation
 
 MODES = ("train", "sample")
+GPT2 = ("--arch=gpt2", "--dtype=bfloat16")  # GPT-2 124M, T=1024, as on a GPU it trains
+SUITES = {
+    "gpu": [
+        ("gpt2 B=16", (*GPT2, "--batch_size=16")),
+        ("gpt2 B=32", (*GPT2, "--batch_size=32")),
+        ("tinystories config B=64", ("--arch=modern", "--n_layer=6", "--n_head=6", "--n_embd=288", "--block_size=256",
+                                     "--vocab_size=4096", "--scan_layers=False", "--batch_size=64", "--dtype=bfloat16")),
+        # Each knob beside the first row, its one change named.
+        ("gpt2 B=16 whole logits", (*GPT2, "--batch_size=16", "--loss_chunk=0")),
+        ("gpt2 B=16 4x larger loss chunks", (*GPT2, "--batch_size=16", f"--loss_chunk={2**27}")),
+        ("gpt2 B=16 layers unrolled", (*GPT2, "--batch_size=16", "--scan_layers=False")),
+        ("gpt2 B=16 scan_unroll=2", (*GPT2, "--batch_size=16", "--scan_unroll=2")),
+        ("gpt2 B=16 scan_unroll=4", (*GPT2, "--batch_size=16", "--scan_unroll=4")),
+        ("gpt2 B=16 steps_per_call=1", (*GPT2, "--batch_size=16", "--steps_per_call=1", "--steps=10")),
+        ("gpt2 B=16 XLA GPU flags", (*GPT2, "--batch_size=16", "--gpu_flags=True")),
+        ("gpt2 B=32 XLA GPU flags", (*GPT2, "--batch_size=32", "--gpu_flags=True")),
+        ("gpt2 B=64 remat=dots", (*GPT2, "--batch_size=64", "--remat=dots")),
+    ],
+}
 SIDES = ("jax", "torch")
 # Sequences per step for the sizes nanoGPT benchmarks (others: 8).
 BATCH_SIZES = {"baby": 12, "shakespeare-char": 64, "gpt2": 8}
@@ -82,7 +109,9 @@ block_size = 64  # tokens per sequence (default: the arch's)
 vocab_size = 65  # vocabulary (default: the arch's)
 mlp = "gelu"  # the MLP (default: the arch's)
 scan_layers = False  # scan over the layers, or unroll them (default: the arch's)
+scan_unroll: accepts(low=1) = 1  # with scan_layers: layers per scan iteration
 remat: accepts(choices=REMAT_POLICIES) = "none"  # gradient checkpointing; dots: recompute all but matmuls; full: all
+loss_chunk: accepts(low=0) = 33_554_432  # as train.py's: the head and loss over at most this many logits at a time; 0: all at once
 batch_size: accepts(low=0) = 0  # sequences per step (0: 12 for baby, 64 for shakespeare-char, 8 otherwise)
 dtype: accepts(choices=DTYPE_CHOICES) = "auto"  # compute dtype; auto: bfloat16 on a GPU or TPU, float32 on a CPU
 steps: accepts(low=1) = 20  # timed steps (a multiple of steps_per_call); the median is reported
@@ -93,12 +122,17 @@ side: accepts(choices=SIDES) = "jax"  # which implementation this process times
 peak_flops: accepts(low=0) = 0.0  # peak FLOP/s for MFU; 0.0 uses the data sheet or measures a matmul
 threads: accepts(low=0) = 0  # PyTorch intra-op threads (0: PyTorch's default, one per core)
 new_tokens: accepts(low=1) = 500  # sample mode: tokens generated after a one-token prompt
+gpu_flags = False  # on an NVIDIA GPU, set the XLA flags JAX's GPU guide names (helpers/gpu_runtime.py), as train.py's setting does
+suite = ""  # gpu: the prepared GPU benchmark, a row per model and speed setting (ignores the settings above)
+json_path = "bench_gpu.json"  # with --suite: where the table is also written, as JSON
 
 
 def check_settings() -> None:
     """What no single declaration above can say."""
     if steps % steps_per_call:
         raise UserError(f"steps ({steps}) must be a multiple of steps_per_call ({steps_per_call})")
+    if suite and suite not in SUITES:
+        raise UserError(f"unknown suite {suite!r}; valid names: {', '.join(SUITES)}")
     if compare and mode != "train":
         raise UserError(f"--compare times training steps, not --mode={mode}: drop one of them")
     if threads > os.cpu_count():
@@ -153,7 +187,7 @@ def time_jax(config, batch: int) -> dict:
         with warnings.catch_warnings():  # the int32 batch cannot be donated; filter_jit's calls say nothing either
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             compiled = make_steps.lower(model, opt_state, example, example, key, first_iter, optimizer,
-                                        dtype_used, remat).compile()
+                                        dtype_used, remat, True, loss_chunk).compile()
         compile_s = time.perf_counter() - start
         # What one call allocates besides its inputs and outputs (activations kept for the
         # backward pass, among others): exact, from the compiler, unlike a peak RSS.
@@ -164,7 +198,8 @@ def time_jax(config, batch: int) -> dict:
             x, y = get_batch(token_file, rows, config.block_size, batch_rng(0, 0, i))
             x, y = jnp.asarray(x), jnp.asarray(y)
             host_s = time.perf_counter() - start
-            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, dtype_used, remat)
+            model, opt_state, losses = make_steps(model, opt_state, x, y, key, first_iter, optimizer, dtype_used, remat,
+                                                  True, loss_chunk)
             losses.block_until_ready()
             if i > 0:
                 times.append((time.perf_counter() - start) / steps_per_call)
@@ -175,7 +210,8 @@ def time_jax(config, batch: int) -> dict:
     device = jax.devices()[0]
     stats = device.memory_stats() or {}
     return {
-        "side": "jax", "device": device.device_kind, "dtype": jnp.dtype(dtype_used).name,
+        "side": "jax", "device": device.device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
+        "dtype": jnp.dtype(dtype_used).name,
         # On a CPU the training step runs the CPU fast path's attention in blocks of queries.
         "attention": "blocked (CPU fast path)" if jax.default_backend() == "cpu"
         else attention_implementation(jax.default_backend(), dtype_used, config.head_size),
@@ -256,17 +292,78 @@ def time_sampling(config) -> None:
     print(f"KV cache speed-up: {timings['full recompute'] / timings['KV cache']:.1f}x")
 
 
-def run_side(which: str, argv: list[str]) -> dict:
-    """Time one side in a child process and read back the JSON line it prints."""
-    args = [a for a in argv if not a.startswith(("--compare", "--side", "--rounds"))]
-    result = subprocess.run(
-        [sys.executable, __file__, *args, f"--side={which}"], capture_output=True, text=True, check=False
-    )
+def run_child(args: list[str], env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run bench.py with `args` in a child process and read back the JSON line it prints; a
+    child that fails is a UserError carrying its last line."""
+    try:
+        result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False,
+                                env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"it took longer than {timeout:.0f} s") from None
     if result.returncode != 0:
         # Its last line says why; a crash (a signal) may leave none.
-        why = (result.stderr.strip().splitlines() or [f"it ended with exit code {result.returncode}, saying nothing"])[-1]
-        raise UserError(f"the {which} side failed: {why}")
+        silence = f"it ended with exit code {result.returncode}, saying nothing"
+        raise UserError((result.stderr.strip().splitlines() or [silence])[-1])
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_side(which: str, argv: list[str]) -> dict:
+    """Time one side in a child process."""
+    args = [a for a in argv if not a.startswith(("--compare", "--side", "--rounds"))]
+    try:
+        return run_child([*args, f"--side={which}"])
+    except UserError as error:
+        raise UserError(f"the {which} side failed: {error}") from None
+
+
+ROW_TIMEOUT_S = 150  # a suite row that compiles or runs longer is cut off (the whole suite must fit 8 minutes)
+
+
+def cold_environment() -> dict:
+    """This process's environment with JAX's persistent compilation cache off: compile times are cold."""
+    return {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"} | {
+        "JAX_ENABLE_COMPILATION_CACHE": "false"}
+
+
+def run_suite(name: str, run=run_child) -> list[dict]:
+    """Every row of SUITES[name], each in a fresh process, printed as it finishes; a row that
+    fails (out of memory, say) keeps its reason and the rest go on."""
+    if not nvidia_backend_expected():
+        raise UserError(f"--suite={name} measures an NVIDIA GPU, and jax has none here (no jax[cuda12] or "
+                        "jax[cuda13], or JAX_PLATFORMS names another platform): run it on a machine with one")
+    rows = []
+    print(SUITE_HEADER)
+    for label, args in SUITES[name]:
+        try:
+            result = run([*args, "--side=jax"], cold_environment(), ROW_TIMEOUT_S)
+        except UserError as error:
+            result = {"error": str(error)}
+        if result.get("backend") == "cpu":
+            raise UserError(f"--suite={name} measures an NVIDIA GPU, and jax fell back to the CPU here: check that "
+                            "jax sees the GPU (python -c 'import jax; print(jax.devices())')")
+        rows.append({"row": label, "args": " ".join(args), **result})
+        print(suite_line(rows[-1]), flush=True)
+    return rows
+
+
+SUITE_HEADER = f"{'row':<32} {'ms/step':>8} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>8} {'compile s':>9} {'batch ms':>8}"
+
+
+def suite_line(row: dict) -> str:
+    """One row of the suite's table."""
+    if "error" in row:
+        return f"{row['row']:<32} failed: {row['error']}"
+    return (f"{row['row']:<32} {row['step_ms']:8.1f} {row['tokens_per_s']:10,.0f} {100 * row['mfu']:5.1f}% "
+            f"{row['memory_bytes'] / 2**30:8.2f} {row['compile_s']:9.1f} {row['host_ms']:8.2f}")
+
+
+def write_suite(name: str, rows: list[dict], path: str) -> None:
+    """The table's rows as JSON, with the card, jax and the peak MFU is measured against."""
+    done = [row for row in rows if "error" not in row]
+    about = {key: done[0][key] for key in ("device", "jax", "peak", "memory_kind")} if done else {}
+    Path(path).write_text(json.dumps({"suite": name, **about, "rows": rows}, indent=1) + "\n")
+    print(f"{about.get('device', 'no row ran')}, jax {about.get('jax', '?')}, MFU of {about.get('peak', '?')}; "
+          f"peak memory: {about.get('memory_kind', '?')}; written to {path}")
 
 
 def print_table(config, batch: int, rows: list[dict]) -> None:
@@ -299,9 +396,13 @@ def main():
     argv = sys.argv[1:]
     settings = configure(globals(), argv, preset=arch_preset)
     check_settings()
+    if gpu_flags:
+        set_gpu_flags()
     config, batch = model_config(settings)
     with memory_is_the_users("lower batch_size, block_size or the model's size"):
-        if mode == "sample":
+        if suite:
+            write_suite(suite, run_suite(suite), json_path)
+        elif mode == "sample":
             time_sampling(config)
         elif compare:
             print_table(config, batch, [run_side(which, argv) for _ in range(rounds) for which in SIDES])

@@ -7,8 +7,9 @@ per property, pass or fail.
 
 The properties: no logit depends on a later token; decoding with the cache gives the full
 forward pass's logits; `generate` with the cache gives the cache-less model's logits along its
-own path (a padded prompt, a crop at block_size); the gradient reaches every parameter array; a
-checkpoint gives back the same model; the optimizer finds the model's matrices; Hugging Face
+own path (a padded prompt, a crop at block_size); the gradient reaches every parameter array;
+the training loss run over chunks of positions equals the whole logits' loss; a checkpoint
+gives back the same model; the optimizer finds the model's matrices; Hugging Face
 export is exact or refused; a mesh of two devices computes one device's loss. They run on the
 model with its weights perturbed away from their init (zero-initialised projections would
 otherwise hide a broken part behind exact zeros), with block_size cut to check_block_size.
@@ -43,8 +44,9 @@ from helpers import archs, checkpoint, hf, registries, sharding
 from helpers.data import dataset_dir, model_vocab_size, read_meta
 from helpers.errors import UserError, report_user_errors
 from helpers.generation import generate, steps_without_cache
+from helpers.loss import plain_cross_entropy, splits_head
 from helpers.optim import describe_groups, optimizer_from_settings, parameter_groups
-from helpers.training import eval_loss, init_state, load_trained_model
+from helpers.training import eval_loss, init_state, load_trained_model, loss_fn
 
 # -----------------------------------------------------------------------------------------------
 # Every train.py setting is check.py's too (below), so the same arguments build the same model.
@@ -135,6 +137,26 @@ def gradients(model, idx) -> str:
     return f"every one of {len(paths)} parameter arrays gets a gradient"
 
 
+def chunked_loss(model, idx) -> str:
+    if not splits_head(model):
+        return "trained through its own __call__ (no features and head of its own): the loss holds the whole logits"
+    x, y = idx[None], jnp.roll(idx, -1)[None]
+    whole = lambda model: plain_cross_entropy(model(idx)[None], y)  # noqa: E731  (the model's own logits)
+    plain_loss, plain_grads = eqx.filter_jit(eqx.filter_value_and_grad(whole))(model)
+    per_chunk = 3 * model.config.vocab_size  # three positions a chunk, the last one padded
+    loss, grads = eqx.filter_jit(eqx.filter_value_and_grad(loss_fn))(model, x, y, None, loss_chunk=per_chunk)
+    same, difference = close(loss, plain_loss)
+    if not same:
+        raise AssertionError(f"the loss over chunks of head(features(idx)) differs from the whole logits' by "
+                             f"{difference:.3g}: model(idx) must be head(features(idx))")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(eqx.filter(grads, eqx.is_inexact_array)),
+                            jax.tree.leaves(eqx.filter(plain_grads, eqx.is_inexact_array)), strict=True):
+        same, difference = close(a, b)
+        if not same:
+            raise AssertionError(f"over chunks, the gradient of {jax.tree_util.keystr(path)} differs by {difference:.3g}")
+    return "the loss over chunks of positions has the whole logits' value and gradients"
+
+
 def round_trip(model, idx, config, settings) -> str:
     state = init_state(config, optimizer_from_settings(settings)[0], 0, model)
     with tempfile.TemporaryDirectory() as out:
@@ -223,6 +245,7 @@ def main():
         "cache": lambda: cached_decode(model, idx),
         "generate": lambda: cached_generation(model, idx),
         "gradients": lambda: gradients(model, idx),
+        "loss": lambda: chunked_loss(model, idx),
         "checkpoint": lambda: round_trip(model, idx, config, settings),
         "optimizer": lambda: optimizer_groups(model, settings),
         "hf export": lambda: hf_export(model, idx),

@@ -82,6 +82,8 @@ class GPTConfig(DeclaredConfig):
     model: str = setting("gpt", "the class that puts it all together", choices=MODELS)
     # How the stack runs, not what it computes (docs/performance.md has which is faster where).
     scan_layers: bool = setting(True, "scan over the stacked layers (compile time flat in depth); False unrolls them")
+    scan_unroll: int = setting(1, "with scan_layers: layers per iteration of the scan (fewer loop steps, longer compile)",
+                               low=1)
     options: tuple[tuple[str, object], ...] = ()  # (name, value) of each option set away from its default
 
     def __post_init__(self):
@@ -105,7 +107,7 @@ class GPTConfig(DeclaredConfig):
 
 # The fields that shape no parameter: how much dropout, how the stack runs. A resumed run takes
 # them from its own settings (as nanoGPT takes dropout), the rest from the checkpoint.
-RUN_FIELDS = ("dropout", "scan_layers")
+RUN_FIELDS = ("dropout", "scan_layers", "scan_unroll")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +515,11 @@ class GPT(eqx.Module):
 
     def __call__(self, idx: Int[Array, " T"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T V"]:
         """Logits for every position. `key` drives dropout; leave it out in inference mode."""
+        return self.head(self.features(idx, key=key))
+
+    def features(self, idx: Int[Array, " T"], *, key: PRNGKeyArray | None = None) -> Float[Array, "T C"]:
+        """The last block's output at every position, which the head turns into logits. The
+        training loss runs the head itself, a few positions at a time (helpers/loss.py)."""
         (T,) = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size={self.config.block_size}")
@@ -521,13 +528,14 @@ class GPT(eqx.Module):
             drop_key, blocks_key = jax.random.split(key)
             layer_keys = jax.random.split(blocks_key, self.config.n_layer)
         x = self.dropout(self.embed(idx, 0), key=drop_key)
-        return self.head(self.run_layers(lambda block, x, key, i: block(x, key=key), x, layer_keys))
+        return self.run_layers(lambda block, x, key, i: block(x, key=key), x, layer_keys)
 
     def run_layers(self, step: Callable, carry, per_layer=None):
         """carry = step(block, carry, per_layer[i], i) for each layer i in turn.
 
         Stacked blocks run under jax.lax.scan, which slices every array per layer (unrolled into
-        straight-line code unless config.scan_layers); a tuple of blocks runs as a Python loop.
+        straight-line code unless config.scan_layers, scan_unroll layers to an iteration if it
+        is); a tuple of blocks runs as a Python loop.
         """
         if not self.stacked:
             for i, block in enumerate(self.h):
@@ -541,7 +549,8 @@ class GPT(eqx.Module):
             return step(eqx.combine(arrays, block_rest), carry, extra, i), None
 
         layers = (block_arrays, per_layer, jnp.arange(self.config.n_layer))
-        carry, _ = jax.lax.scan(run_layer, carry, layers, unroll=not self.config.scan_layers)
+        unroll = self.config.scan_unroll if self.config.scan_layers else True
+        carry, _ = jax.lax.scan(run_layer, carry, layers, unroll=unroll)
         return carry
 
     def empty_cache(self, dtype=jnp.float32):

@@ -41,6 +41,7 @@ from helpers.batches import Batches
 from helpers.data import bytes_per_token, dataset_dir, read_meta
 from helpers.errors import UserError, memory_is_the_users, report_user_errors
 from helpers.flops import device_peak_flops, flops_per_token
+from helpers.gpu_runtime import set_gpu_flags
 from helpers.interrupt import StopRequest, restore_default_ctrl_c, stopped
 from helpers.lock import lock_out_dir
 from helpers.optim import (
@@ -114,8 +115,10 @@ tie_head = True
 zero_init_residual = False
 layers = ()
 scan_layers = False  # False unrolls the layers: faster on a CPU for shallow models
+scan_unroll = 1
 cpu_fast_path = True  # on a CPU, train with helpers/cpu_fast_path.py's equal, faster pieces; False: model.py's own
 remat: accepts(choices=REMAT_POLICIES) = "none"  # gradient checkpointing; dots: recompute all but matmuls; full: all
+loss_chunk: accepts(low=0) = 33_554_432  # the loss runs the head over at most this many logits (batch x positions x vocabulary) at a time; 0: all at once
 # optimizer
 optimizer: accepts(choices=OPTIMIZERS) = "adamw"  # adamw: nanoGPT's; muon: Muon on the blocks' matrices, AdamW elsewhere
 learning_rate: accepts(above=0) = 1e-3  # peak learning rate (with muon: of the AdamW side)
@@ -142,6 +145,7 @@ skip_nonfinite = False  # skip updates whose gradients are NaN or infinite inste
 dtype: accepts(choices=DTYPE_CHOICES) = "auto"  # compute dtype; auto: bfloat16 on a GPU or TPU, float32 on a CPU
 seed = 1337  # seeds the model init, dropout and the order of batches
 peak_flops: accepts(low=0) = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
+gpu_flags = False  # on an NVIDIA GPU, set the XLA flags JAX's GPU performance guide names (helpers/gpu_runtime.py)
 # -----------------------------------------------------------------------------------------------
 
 def check_settings(settings: dict) -> None:
@@ -242,7 +246,8 @@ def describe_run(log: RunLog, config: GPTConfig, model: GPT, tokens_per_iter: in
 def evaluate(model: GPT, batches: Batches, meta: dict, iter_num: int, dtype_used) -> tuple[dict, dict]:
     """The mean loss of each split evaluated over eval_iters batches, and its bits per byte
     where the dataset counts its bytes."""
-    losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used, cpu_fast_path))
+    losses = {split: float(eval_loss(model, *batches.evaluation(split, iter_num, eval_iters), dtype_used, cpu_fast_path,
+                                       loss_chunk))
               for split in (("train", "val") if eval_train else ("val",))}
     # Nats per token over ln 2 are bits per token; over the bytes a token stands for, bits per byte.
     bits_per_byte = {split: loss / math.log(2) / per_token
@@ -265,6 +270,8 @@ def target_reached(losses: dict, bits_per_byte: dict) -> tuple[str, float, float
 def main():
     settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe)
     check_settings(settings)
+    if gpu_flags:
+        set_gpu_flags()  # before anything starts jax's backend, which reads the flags once
     start_processes(settings)
     device_mesh = sharding.make_mesh(mesh)
     # Only process 0 talks and writes; every process computes.
@@ -331,16 +338,24 @@ def main():
     # (helpers/interrupt.py). A multi-process run gets Python's default back: one process alone
     # cannot leave the others' collectives.
     stop = StopRequest() if jax.process_count() == 1 else restore_default_ctrl_c()
-    log.restart_clock(iter_num)
-    while iter_num < max_iters:
-        # A call never runs past the next evaluation or the end. Short of one, the steps run a
-        # call each: every other count would compile a loop of its own.
-        before_pause = min(max_iters - iter_num, eval_interval - iter_num % eval_interval)
+    def next_call(first: int) -> tuple[int, tuple]:
+        """The steps of the call that starts at `first`, and their batches. A call never runs past
+        the next evaluation or the end; short of one, the steps run a call each: every other
+        count would compile a loop of its own."""
+        before_pause = min(max_iters - first, eval_interval - first % eval_interval)
         count = steps_per_call if before_pause >= steps_per_call else 1
-        x, y = batches.train(iter_num, count, gradient_accumulation_steps)
+        return count, batches.train(first, count, gradient_accumulation_steps)
+
+    log.restart_clock(iter_num)
+    count, (x, y) = next_call(iter_num)
+    while iter_num < max_iters:
         model, opt_state, losses = make_steps(
-            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat, cpu_fast_path)
+            model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat, cpu_fast_path, loss_chunk)
         first, iter_num = iter_num, iter_num + count
+        if iter_num < max_iters:
+            # The call above runs on the device while the host draws the next call's batches
+            # and sends them: the device never waits for data, even when logging waits for it.
+            count, (x, y) = next_call(iter_num)
 
         logged = [i for i in range(first + 1, iter_num + 1) if i % log_interval == 0 or i == max_iters]
         if logged:

@@ -23,8 +23,11 @@ class Model(Protocol):
     """A model class (registered in MODELS; GPT is one).
 
     Optional: a class attribute `cache_rewinds = False` on the model or any module inside it
-    says that a cache cannot be rewound (cache rule 3), and methods `weight_matrices()` and
-    `hidden_matrices()` say which arrays the optimizer treats as matrices (helpers/optim.py).
+    says that a cache cannot be rewound (cache rule 3); methods `weight_matrices()` and
+    `hidden_matrices()` say which arrays the optimizer treats as matrices (helpers/optim.py);
+    and methods `features(idx, *, key=None)` ((T, C) hidden states) and `head(x)` (their
+    logits), with `model(idx) == head(features(idx))`, let the training loss run the head a few
+    positions at a time (helpers/loss.py): without them it holds the whole logits.
     """
 
     config: GPTConfig  # sizes (block_size, vocab_size, ...) and the choices it was built from; static

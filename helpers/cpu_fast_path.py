@@ -1,10 +1,10 @@
 """The CPU fast path: the same GPT, with a few pieces rewritten where XLA's CPU backend is slow.
 
 model.py is the plain math. A training step on a CPU (`helpers.training.loss_fn`) runs the
-model through `over_batch` instead of a plain `jax.vmap`: it swaps some of the model's layers
-for the subclasses below, which compute the same values and gradients in a form XLA's CPU
-backend runs faster, and maps the result over the batch. Only exact instances of model.py's
-classes are swapped; a component of your own runs as you wrote it.
+model as `swapped(model)`, with some of its layers swapped for the subclasses below, which
+compute the same values and gradients in a form XLA's CPU backend runs faster, and maps it over
+the batch with `over_batch`. Only exact instances of model.py's classes are swapped; a
+component of your own runs as you wrote it.
 
 Each piece says what XLA does with the plain version. docs/performance.md has the
 measurements; tests/test_cpu_fast_path.py checks that each piece equals the plain one, values
@@ -18,30 +18,26 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int
 
 from model import GPT, CausalSelfAttention, Embedding, LayerNorm, Linear, RMSNorm, attend, causal_mask
 
 BATCH_AXIS = "batch"  # the name of over_batch's vmap axis, for PerSequenceEmbedding
 
 
-def over_batch(model: GPT) -> Callable:
-    """model mapped over a batch of sequences, (B, T) tokens and B dropout keys (or None) in,
-    (B, T, V) logits out: jax.vmap(model), with the pieces below in place of the plain ones.
+def over_batch(forward: Callable) -> Callable:
+    """`forward` of one sequence (tokens and a dropout key or None) mapped over a batch, as
+    jax.vmap does, with the axis named for PerSequenceEmbedding.
 
     Sound only where this vmap is the innermost transformation around the model, as in the
     training loss: `_fold_rows` is a custom batching rule, which JAX differentiates as the
     ordinary ops it emits.
     """
-    fast = _swap_layers(model)
-
-    def forward(idx: Int[Array, " T"], key: PRNGKeyArray | None) -> Float[Array, "T V"]:
-        return fast(idx, key=key)
-
     return jax.vmap(forward, axis_name=BATCH_AXIS)
 
 
-def _swap_layers(model: GPT) -> GPT:
+def swapped(model: GPT) -> GPT:
+    """`model` with the pieces below in place of model.py's own."""
     # Two passes, the layers inside attention first, since a swapped node is not descended into.
     for swaps in ({Linear: FoldedLinear, Embedding: PerSequenceEmbedding, LayerNorm: FastLayerNorm,
                    RMSNorm: FastRMSNorm}, {CausalSelfAttention: BlockedAttention}):

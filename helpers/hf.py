@@ -139,12 +139,13 @@ def get_path(tree, dotted: str):
     return functools.reduce(getattr, dotted.split("."), tree)
 
 
-def load_gpt2(hf_dir: Path, block_size: int | None = None, dropout: float = 0.0, scan_layers: bool = True) -> GPT:
+def load_gpt2(hf_dir: Path, block_size: int | None = None, dropout: float = 0.0, scan_layers: bool = True,
+              scan_unroll: int = 1) -> GPT:
     """Our GPT holding an HF GPT-2 checkpoint's weights (fp32).
 
     block_size below the checkpoint's n_positions keeps only the first position embeddings
-    (nanoGPT's crop_block_size); dropout and how the layers run (scan_layers) are ours to
-    choose, as in nanoGPT.
+    (nanoGPT's crop_block_size); dropout and how the layers run (scan_layers, scan_unroll) are
+    ours to choose, as in nanoGPT.
     """
     config = read_config(hf_dir)
     tensors = normalise_names(read_tensors(hf_dir))
@@ -169,7 +170,8 @@ def load_gpt2(hf_dir: Path, block_size: int | None = None, dropout: float = 0.0,
             layers = [layer.T for layer in layers]
         arrays[f"h.{name}"] = np.stack(layers).astype(np.float32)
 
-    config = dataclasses.replace(config, block_size=block_size, dropout=dropout, scan_layers=scan_layers)
+    config = dataclasses.replace(config, block_size=block_size, dropout=dropout, scan_layers=scan_layers,
+                                 scan_unroll=scan_unroll)
     # The skeleton has shapes only (eval_shape): no random init for weights about to be replaced.
     skeleton = eqx.filter_eval_shape(GPT, config, key=jax.random.key(0))
     names = list(arrays)

@@ -105,5 +105,5 @@ def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransfor
         # As a resume, except that a shorter block_size is this run's too: the first position
         # embeddings are kept (nanoGPT's crop_block_size).
         config = continued_config(hf.read_config(hf_dir), settings, str(hf_dir), say, ("block_size", *RUN_FIELDS))
-        pretrained = hf.load_gpt2(hf_dir, config.block_size, config.dropout, config.scan_layers)
+        pretrained = hf.load_gpt2(hf_dir, config.block_size, config.dropout, config.scan_layers, config.scan_unroll)
     return config, init_state(config, optimizer, settings["seed"], pretrained), 0, math.inf

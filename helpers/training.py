@@ -12,6 +12,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from helpers import checkpoint, cpu_fast_path
 from helpers.contract import build_model
 from helpers.errors import UserError
+from helpers.loss import DEFAULT_LOSS_CHUNK, cross_entropy, plain_cross_entropy, splits_head
 from helpers.optim import optimizer_from_settings
 from model import GPT, GPTConfig
 
@@ -167,18 +168,22 @@ def loss_fn(
     compute_dtype=jnp.float32,
     remat: str = "none",
     fast_path: bool = True,
+    loss_chunk: int = DEFAULT_LOSS_CHUNK,
 ) -> Float[Array, ""]:
-    """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype.
+    """Mean next-token cross-entropy over a batch, in fp32 whatever the compute dtype, its
+    head run over at most `loss_chunk` logits at a time (helpers/loss.py; 0: all at once).
     `fast_path=False` runs model.py's own classes on a CPU too (slower, the same values)."""
     model = with_remat(cast_floats(model, compute_dtype), remat)
     keys = None if key is None else jax.random.split(key, x.shape[0])  # one dropout key per row
     # The model takes one sequence; vmap maps it over the batch. On a CPU, the CPU fast path
     # does (the same values and gradients, in a form XLA's CPU backend runs faster).
+    over_batch = jax.vmap
     if fast_path and jax.default_backend() == "cpu":
-        logits = cpu_fast_path.over_batch(model)(x, keys)
-    else:
-        logits = jax.vmap(lambda idx, k: model(idx, key=k))(x, keys)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        model, over_batch = cpu_fast_path.swapped(model), cpu_fast_path.over_batch
+    if not splits_head(model):
+        return plain_cross_entropy(over_batch(lambda idx, k: model(idx, key=k))(x, keys), y)
+    features = over_batch(lambda idx, k: model.features(idx, key=k))(x, keys)
+    return cross_entropy(model.head, features, y, loss_chunk)
 
 
 # donate="all" lets XLA write the new model and optimizer state into the old ones' memory.
@@ -193,6 +198,7 @@ def make_step(
     compute_dtype=jnp.float32,
     remat: str = "none",
     fast_path: bool = True,
+    loss_chunk: int = DEFAULT_LOSS_CHUNK,
 ) -> tuple[GPT, optax.OptState, Float[Array, ""]]:
     """One optimizer update from A micro-batches of B sequences (gradient accumulation).
 
@@ -205,7 +211,7 @@ def make_step(
         xb, yb, kb = batch
         # filter_value_and_grad differentiates with respect to the model's float arrays only.
         loss, grads = eqx.filter_value_and_grad(loss_fn)(
-            eqx.combine(params, static), xb, yb, kb, compute_dtype, remat, fast_path
+            eqx.combine(params, static), xb, yb, kb, compute_dtype, remat, fast_path, loss_chunk
         )
         return jax.tree.map(jnp.add, grad_sum, grads), loss
 
@@ -229,6 +235,7 @@ def make_steps(
     compute_dtype=jnp.float32,
     remat: str = "none",
     fast_path: bool = True,
+    loss_chunk: int = DEFAULT_LOSS_CHUNK,
 ) -> tuple[GPT, optax.OptState, Float[Array, " S"]]:
     """S optimizer updates (make_step S times) in one compiled call; the loss of each.
 
@@ -245,7 +252,7 @@ def make_steps(
         xb, yb, iteration = batch
         model, opt_state, loss = make_step(
             eqx.combine(params, static), opt_state, xb, yb, jax.random.fold_in(key, iteration), optimizer, compute_dtype,
-            remat, fast_path,
+            remat, fast_path, loss_chunk,
         )
         return (eqx.filter(model, eqx.is_array), opt_state), loss
 
@@ -256,9 +263,11 @@ def make_steps(
 
 @eqx.filter_jit
 def eval_loss(
-    model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32, fast_path: bool = True
+    model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32, fast_path: bool = True,
+    loss_chunk: int = DEFAULT_LOSS_CHUNK,
 ) -> Float[Array, ""]:
     """Mean loss over N batches with dropout off (inference mode), one batch at a time."""
     model = eqx.nn.inference_mode(model)
-    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype, "none", fast_path), (x, y))
+    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype, "none", fast_path, loss_chunk),
+                         (x, y))
     return losses.mean()

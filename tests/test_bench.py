@@ -1,6 +1,7 @@
 """bench.py: the comparison table's arithmetic, one real --compare run on a tiny model, the
 one-line errors, and Ctrl-C."""
 
+import json
 import re
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from conftest import assert_one_line, launch, run_main, run_script, stopped
 from mistakes import Mistake
 
 import bench
+from helpers.errors import UserError
 from helpers.interrupt import EXIT_CODE
 from model import GPTConfig
 
@@ -41,6 +43,9 @@ ROWS = [
             "a model with block_size=1 cannot generate"),
     Mistake("bench.py", "a side that crashes without a word", ("--compare",),
             "the jax side failed: it ended with exit code -11, saying nothing", "the side's process crashes"),
+    Mistake("bench.py", "the GPU suite where jax has no GPU", ("--suite=gpu",),
+            "--suite=gpu measures an NVIDIA GPU, and jax has none here", "jax runs on the CPU"),
+    Mistake("bench.py", "an unknown suite", ("--suite=tpu",), "unknown suite 'tpu'; valid names: gpu"),
 ]
 CTRL_C = Mistake("bench.py", "Ctrl-C while starting", ("--steps=100000",), "bench.py: stopped by Ctrl-C",
                  "Ctrl-C 0.3 s after the launch, while it restarts itself or imports")
@@ -55,6 +60,7 @@ def crashes(*args, **kwargs) -> subprocess.CompletedProcess:
 SETUP = {
     "": lambda monkeypatch: None,
     "the side's process crashes": lambda monkeypatch: monkeypatch.setattr(subprocess, "run", crashes),
+    "jax runs on the CPU": lambda monkeypatch: monkeypatch.setenv("JAX_PLATFORMS", "cpu"),
 }
 
 
@@ -100,3 +106,48 @@ def test_ctrl_c_while_starting():
     result = stopped(proc)
     assert_one_line(result, CTRL_C.prints, EXIT_CODE)
     assert result.stdout == ""
+
+
+def test_the_gpu_suite_prints_and_writes_a_row_per_setting_each_run_cold(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "nvidia_backend_expected", lambda: True)
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "cache"))
+    children = []
+
+    def fake_child(args, env, timeout):  # what a child on an H100 would print, or its one-line failure
+        children.append((args, env, timeout))
+        if "--remat=dots" in args:
+            raise UserError("out of memory on the device")
+        ms = 50.0 if "--batch_size=16" in args else 100.0
+        return {"device": "NVIDIA H100 80GB HBM3", "backend": "gpu", "jax": "0.10.2", "memory_kind": "device peak",
+                "peak": "989.000 TFLOP/s (H100 SXM data sheet, dense bfloat16)", "step_ms": ms,
+                "tokens_per_s": 16 * 1024 / ms * 1e3, "mfu": 0.45, "memory_bytes": 17.5 * 2**30, "compile_s": 9.0,
+                "host_ms": 0.12}
+
+    rows = bench.run_suite("gpu", run=fake_child)
+    bench.write_suite("gpu", rows, str(tmp_path / "suite.json"))
+    out = capsys.readouterr().out.splitlines()
+    suite = bench.SUITES["gpu"]
+    assert out[0] == bench.SUITE_HEADER and len(out) == len(suite) + 2
+    assert out[1] == f"{'gpt2 B=16':<32}     50.0    327,680  45.0%    17.50       9.0     0.12"
+    assert out[len(suite)] == f"{'gpt2 B=64 remat=dots':<32} failed: out of memory on the device"
+    assert out[-1] == ("NVIDIA H100 80GB HBM3, jax 0.10.2, MFU of 989.000 TFLOP/s (H100 SXM data sheet, dense "
+                       f"bfloat16); peak memory: device peak; written to {tmp_path / 'suite.json'}")
+    for (args, env, timeout), (label, row_args) in zip(children, suite, strict=True):
+        assert list(args) == [*row_args, "--side=jax"] and timeout == bench.ROW_TIMEOUT_S
+        assert env["JAX_ENABLE_COMPILATION_CACHE"] == "false" and "JAX_COMPILATION_CACHE_DIR" not in env
+    written = json.loads((tmp_path / "suite.json").read_text())
+    assert [row["row"] for row in written["rows"]] == [label for label, _ in suite]
+    assert written["device"] == "NVIDIA H100 80GB HBM3" and written["rows"][0]["step_ms"] == 50.0
+
+
+def test_a_suite_whose_children_land_on_the_cpu_refuses(monkeypatch):
+    monkeypatch.setattr(bench, "nvidia_backend_expected", lambda: True)
+    with pytest.raises(UserError, match="jax fell back to the CPU"):
+        bench.run_suite("gpu", run=lambda args, env, timeout: {"backend": "cpu"})
+
+
+@pytest.mark.parametrize("label, args", bench.SUITES["gpu"], ids=[label for label, _ in bench.SUITES["gpu"]])
+def test_every_suite_row_is_settings_bench_takes(label, args):
+    # Parsed in full, each row stops only at the step count appended to it.
+    result = run_main("bench.py", *args, "--steps=3", "--steps_per_call=2")
+    assert_one_line(result, "steps (3) must be a multiple of steps_per_call (2)")

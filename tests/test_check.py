@@ -93,7 +93,7 @@ def test_a_sound_hybrid_passes_every_property(char_dataset):
     # The issue's own command: attention, then a conv layer with its own kernel size.
     result = run_script("check.py", '--layers=("attention", "mixer=conv,kernel_size=8")', f"--dataset={char_dataset}")
     lines = result.stdout.splitlines()
-    assert lines[-1] == "8 of 8 properties hold" and sum(line.startswith("pass  ") for line in lines) == 8
+    assert lines[-1] == "9 of 9 properties hold" and sum(line.startswith("pass  ") for line in lines) == 9
     assert "mesh: the loss on a mesh of 2 devices" in result.stdout
 
 
@@ -104,7 +104,7 @@ def test_a_broken_cache_fails_its_properties_in_one_line_each(broken_file, char_
     failed = [line for line in result.stdout.splitlines() if line.startswith("fail  ")]
     assert [line.split(":")[0] for line in failed] == ["fail  cache", "fail  generate"]
     assert "differs from the full forward pass by" in failed[0] and "differ from the cache-less model's" in failed[1]
-    assert result.stdout.splitlines()[-1] == "6 of 8 properties hold"
+    assert result.stdout.splitlines()[-1] == "7 of 9 properties hold"
 
 
 def test_a_component_that_raises_fails_with_the_reason(broken_file, capsys):
@@ -149,3 +149,23 @@ def test_a_model_that_does_not_build_fails_the_first_line(tmp_path, char_dataset
                       "model = 'test-unbuildable'\n")
     result = run_script("check.py", broken, f"--dataset={char_dataset}", check=False)
     assert result.returncode == 1 and result.stdout.strip() == "fail  builds: RuntimeError: cannot build"
+
+
+def test_features_and_a_head_that_do_not_make_the_logits_fail_the_loss():
+    from model import GPT, MODELS
+
+    @MODELS.register("test-split-wrong")
+    class SplitWrong(GPT):
+        """Defines features and __call__ together, but its logits are not head(features)."""
+
+        def features(self, idx, *, key=None):
+            return super().features(idx, key=key)[::-1]  # the positions reversed
+
+        def __call__(self, idx, *, key=None):
+            return self.head(super().features(idx, key=key))
+
+    model, idx = model_and_tokens(model="test-split-wrong")
+    with pytest.raises(AssertionError, match=r"model\(idx\) must be head\(features\(idx\)\)"):
+        check.chunked_loss(model, idx)
+    plain, idx = model_and_tokens()
+    assert check.chunked_loss(plain, idx).startswith("the loss over chunks")

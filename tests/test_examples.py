@@ -27,8 +27,8 @@ def test_an_example_trains_resumes_samples_and_checks(tmp_path, char_dataset, ex
     sampled = run_script("sample.py", file, f"--out_dir={out}", "--max_new_tokens=12", "--start=the ")
     assert sampled.stdout.startswith("the ") and len(sampled.stdout) > len("the ") + 12
     checked = run_script("check.py", file, f"--dataset={char_dataset}", check=False)
-    assert checked.returncode == 0 and "8 of 8 properties hold" in checked.stdout, checked.stdout + checked.stderr
-    assert checked.stdout.count("\npass  ") == 8 and "Traceback" not in checked.stderr
+    assert checked.returncode == 0 and "9 of 9 properties hold" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.stdout.count("\npass  ") == 9 and "Traceback" not in checked.stderr
 
 
 def test_the_capped_gpts_own_setting_goes_through_every_script(tmp_path, char_dataset):

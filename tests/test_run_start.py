@@ -11,7 +11,7 @@ from helpers.run_start import asked, continued_config
 from model import GPTConfig
 
 DEFAULTS = {"arch": "", "n_layer": 4, "n_head": 4, "n_embd": 32, "layers": (), "mixer": "attention", "dropout": 0.0,
-            "scan_layers": False}
+            "scan_layers": False, "scan_unroll": 1}
 
 
 def settings(explicit: dict) -> Settings:
