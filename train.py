@@ -21,6 +21,7 @@ if __name__ == "__main__":
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 # What --target_loss's time counts from: the process's start, compilation and evaluations
@@ -51,7 +52,7 @@ from helpers.optim import (
     parameter_groups,
 )
 from helpers.registry import accepts
-from helpers.run_log import RunLog
+from helpers.run_log import RunLog, TimeSplit
 from helpers.run_start import starting_state
 from helpers.tokenizer import tokenizer_fields
 from helpers.training import (
@@ -145,6 +146,7 @@ skip_nonfinite = False  # skip updates whose gradients are NaN or infinite inste
 dtype: accepts(choices=DTYPE_CHOICES) = "auto"  # compute dtype; auto: bfloat16 on a GPU or TPU, float32 on a CPU
 seed = 1337  # seeds the model init, dropout and the order of batches
 peak_flops: accepts(low=0) = 0.0  # device peak FLOP/s for MFU; 0.0 looks it up or measures it
+compile_cache = "~/.cache/nanojaxgpt/jax"  # JAX's persistent compilation cache: a run reuses what earlier runs compiled; "": off
 gpu_flags = False  # on an NVIDIA GPU, set the XLA flags JAX's GPU performance guide names (helpers/gpu_runtime.py)
 # -----------------------------------------------------------------------------------------------
 
@@ -215,6 +217,17 @@ def stop_non_finite(what: str, iter_num: int, steps_run: int, last_saved: tuple[
                     f"or {clip} and {again}, or pass --skip_nonfinite to skip such updates")
 
 
+def use_compile_cache(path: Path) -> None:
+    """Keep compiled programs in `path`, so that a run whose step an earlier run compiled loads it
+    instead of compiling it again. JAX keys every entry by the program, the jax and jaxlib
+    versions, the compiler's flags and the device, so a changed model or library compiles anew."""
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # JAX's default keeps only programs that took a second or more to compile; an evaluation or
+    # the model's init takes less, and loading either is still faster than compiling it.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    jax.config.update("jax_compilation_cache_max_size", 2**30)  # the least recently used go beyond 1 GiB
+
+
 def start_processes(settings: dict) -> None:
     """Join the other processes of a multi-host run (before anything touches a device)."""
     count = int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"]))
@@ -268,10 +281,14 @@ def target_reached(losses: dict, bits_per_byte: dict) -> tuple[str, float, float
 @memory_is_the_users("lower batch_size (gradient_accumulation_steps keeps the tokens per step), block_size or "
                      "the model's size, or recompute layers with --remat=dots and --scan_layers=True")
 def main():
+    split = TimeSplit(STARTED)
+    split.charge("start-up (Python and imports)")
     settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe)
     check_settings(settings)
     if gpu_flags:
         set_gpu_flags()  # before anything starts jax's backend, which reads the flags once
+    if compile_cache and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # the environment's choice wins
+        use_compile_cache(Path(compile_cache).expanduser())
     start_processes(settings)
     device_mesh = sharding.make_mesh(mesh)
     # Only process 0 talks and writes; every process computes.
@@ -300,6 +317,19 @@ def main():
     batches = Batches(data_dir, meta, config, batch_size, int(state["data_seed"]), device_mesh)
     tokens_per_iter = gradient_accumulation_steps * batches.rows * config.block_size
     flops_per_iter, peak = describe_run(log, config, model, tokens_per_iter, dtype_used)
+    split.charge("setup (data and model)")
+
+    def compile_once(part: str, function, *args) -> None:
+        """Compile `function` for `args` ahead of its first call, which then reuses the program,
+        so that compiling is timed on its own."""
+        with warnings.catch_warnings():  # the integer batches cannot be donated; the calls say nothing of it either
+            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+            function.lower(*args).compile()
+        split.charge(part)
+
+    def finish() -> None:
+        split.charge("the end (log and picture)")
+        log.say(f"time: {split}")
 
     def save(best: bool):
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
@@ -317,7 +347,11 @@ def main():
         """Evaluates, logs and checkpoints; True when val loss reached target_loss, or val bits
         per byte target_bpb."""
         nonlocal best_val_loss
+        if iter_num > start_iter:
+            jax.block_until_ready(model)  # the steps under way count as training
+            split.charge("training")
         losses, bits_per_byte = evaluate(model, batches, meta, iter_num, dtype_used)
+        split.charge("evaluating")
         seconds = time.time() - STARTED  # before the saving and drawing that follow
         if not all(math.isfinite(v) for v in losses.values()):
             log.evaluation(iter_num, losses, bits_per_byte)
@@ -326,14 +360,17 @@ def main():
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and not eval_only and (improved or always_save_checkpoint):  # a score changes no checkpoint
             save(best=improved)
+            split.charge("saving")
         log.evaluation(iter_num, losses, bits_per_byte)  # after the save: the log and its picture cannot cost it
         if reached := target_reached(losses, bits_per_byte):
             log.target_reached(iter_num, seconds, *reached)
         return reached is not None
 
+    compile_once("compiling the evaluation", eval_loss, model, *batches.evaluation("val", iter_num, eval_iters),
+                 dtype_used, cpu_fast_path, loss_chunk)
     if eval_only or (iter_num == 0 and eval_at_start):
         if evaluate_and_save() or eval_only:
-            return
+            return finish()
     # From the first step on, Ctrl-C asks to stop after the steps under way, with a checkpoint
     # (helpers/interrupt.py). A multi-process run gets Python's default back: one process alone
     # cannot leave the others' collectives.
@@ -346,8 +383,10 @@ def main():
         count = steps_per_call if before_pause >= steps_per_call else 1
         return count, batches.train(first, count, gradient_accumulation_steps)
 
-    log.restart_clock(iter_num)
     count, (x, y) = next_call(iter_num)
+    compile_once("compiling the step", make_steps, model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer,
+                 dtype_used, remat, cpu_fast_path, loss_chunk)
+    log.restart_clock(iter_num)
     while iter_num < max_iters:
         model, opt_state, losses = make_steps(
             model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat, cpu_fast_path, loss_chunk)
@@ -369,12 +408,13 @@ def main():
                               flops_per_iter / seconds_per_iter / peak)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             if evaluate_and_save():
-                return
+                return finish()
             log.restart_clock(iter_num)  # evaluation time is not training time
         if stop and stop.requested:
             save(best=False)
             stopped(f"interrupted at iteration {iter_num}: saved {ckpt_path}; continue with --init_from=resume")
 
+    finish()
     if jax.process_count() > 1:  # every process says what it holds, so a run can check they all agree
         print(f"process {jax.process_index()}: parameter digest {sharding.parameter_digest(model)}")
 

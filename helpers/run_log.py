@@ -30,6 +30,23 @@ def start_wandb(settings: dict):
     return wandb
 
 
+class TimeSplit:
+    """Where a run's wall time went, from the process's start: each `charge(part)` gives the time
+    since the previous charge to that part. train.py prints it when the run ends."""
+
+    def __init__(self, started: float):
+        self.last, self.parts = started, {}
+
+    def charge(self, part: str) -> None:
+        now = time.time()
+        self.parts[part] = self.parts.get(part, 0.0) + now - self.last
+        self.last = now
+
+    def __str__(self) -> str:
+        shares = ", ".join(f"{part} {seconds:.1f} s" for part, seconds in self.parts.items() if seconds >= 0.05)
+        return f"{sum(self.parts.values()):.1f} s: {shares}"
+
+
 class RunLog:
     def __init__(self, out: Path, settings: dict, main_process: bool):
         self.out, self.main_process, self.max_iters = out, main_process, settings["max_iters"]

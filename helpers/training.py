@@ -261,13 +261,28 @@ def make_steps(
     return eqx.combine(params, static), opt_state, losses
 
 
+# Evaluation batches run a few at a time, up to this many tokens: a small batch's matmuls alone
+# leave a CPU's cores idle between them, while groups much larger than this ran slower again
+# (docs/performance.md).
+EVAL_GROUP_TOKENS = 4096
+
+
+def eval_group(batches: int, tokens_per_batch: int) -> int:
+    """How many of `batches` batches to evaluate at once: the most that divide them evenly (no
+    second program for a remainder) within EVAL_GROUP_TOKENS."""
+    fit = max(1, EVAL_GROUP_TOKENS // tokens_per_batch)
+    return max(k for k in range(1, min(fit, batches) + 1) if batches % k == 0)
+
+
 @eqx.filter_jit
 def eval_loss(
     model: GPT, x: Int[Array, "N B T"], y: Int[Array, "N B T"], compute_dtype=jnp.float32, fast_path: bool = True,
     loss_chunk: int = DEFAULT_LOSS_CHUNK,
 ) -> Float[Array, ""]:
-    """Mean loss over N batches with dropout off (inference mode), one batch at a time."""
+    """Mean loss over N batches with dropout off (inference mode), a group of batches at a time
+    (`eval_group`): the mean of the batches' losses, as one at a time would give."""
     model = eqx.nn.inference_mode(model)
+    group = eval_group(x.shape[0], x.shape[1] * x.shape[2])
     losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype, "none", fast_path, loss_chunk),
-                         (x, y))
+                         (x, y), batch_size=group if group > 1 else None)
     return losses.mean()

@@ -1,5 +1,5 @@
-"""bench.py: the comparison table's arithmetic, one real --compare run on a tiny model, the
-one-line errors, and Ctrl-C."""
+"""bench.py: the comparison table's arithmetic, one real --compare run on a tiny model, the GPU
+suite's table and JSON (from a fake child), the one-line errors, and Ctrl-C."""
 
 import json
 import re

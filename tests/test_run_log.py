@@ -1,7 +1,7 @@
 import json
 import math
 
-from helpers.run_log import RunLog, duration
+from helpers.run_log import RunLog, TimeSplit, duration
 
 
 def test_the_eta_reads_as_hours_minutes_or_seconds():
@@ -53,3 +53,13 @@ def test_a_broken_log_line_or_a_failed_drawing_never_stops_the_run(tmp_path, cap
     log.evaluation(10, {"val": 2.0}, {})
     assert "warning: could not draw" in (printed := capsys.readouterr().out) and "RuntimeError: no backend" in printed
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1]) == {"iter": 10, "val_loss": 2.0}
+
+
+def test_the_time_split_gives_each_stretch_to_its_part(monkeypatch):
+    now = iter([101.0, 103.5, 104.0, 110.0])
+    monkeypatch.setattr("helpers.run_log.time.time", lambda: next(now))
+    split = TimeSplit(started=100.0)
+    for part in ("start-up", "compiling", "start-up", "training"):
+        split.charge(part)
+    assert split.parts == {"start-up": 1.5, "compiling": 2.5, "training": 6.0}
+    assert str(split) == "10.0 s: start-up 1.5 s, compiling 2.5 s, training 6.0 s"

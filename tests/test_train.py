@@ -44,6 +44,32 @@ def test_short_run_learns_and_logs(tmp_path, char_dataset):
     assert evals[-1]["val_loss"] < 0.85 * evals[0]["val_loss"]
     assert "tokens/s" in result.stdout and "MFU" in result.stdout
     assert {"ms_per_iter", "tokens_per_s", "mfu", "lr"} <= set(records[1])
+    # Where the time went, the last line: the parts in the order they first took time (a part
+    # under 0.05 s is left out), each once, adding up to the total.
+    total, parts = re.fullmatch(r"time: ([\d.]+) s: (.*)", result.stdout.splitlines()[-1]).groups()
+    split = dict(re.fullmatch(r"(.+) ([\d.]+) s", part).groups() for part in parts.split(", "))
+    order = ["start-up (Python and imports)", "setup (data and model)", "compiling the evaluation",
+             "evaluating", "compiling the step", "training", "saving", "the end (log and picture)"]
+    assert [part for part in order if part in split] == list(split)
+    assert {"compiling the step", "training"} <= set(split)
+    assert abs(sum(map(float, split.values())) - float(total)) <= 0.05 * len(order)
+
+
+def test_a_run_keeps_its_compiled_programs_for_the_next(tmp_path, char_dataset):
+    # Outside the tests' own cache (conftest.py sets JAX_COMPILATION_CACHE_DIR, which wins).
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    cache = tmp_path / "cache"
+
+    def run(name, compile_cache):
+        subprocess.run([sys.executable, "train.py", f"--dataset={char_dataset}", f"--out_dir={tmp_path / name}", *TINY,
+                        "--max_iters=2", "--eval_interval=2", f"--compile_cache={compile_cache}"], cwd=ROOT, env=env,
+                       check=True, capture_output=True)
+        return {path.name for path in cache.iterdir()}
+
+    first = run("first", cache)
+    assert len(first) >= 3  # the model's init, the evaluation and the step at least
+    assert run("again", cache) == first  # every program found: nothing compiled, nothing written
+    assert run("uncached", "") == first
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])

@@ -8,7 +8,16 @@ import optax
 import pytest
 
 from helpers.optim import lr_schedule, make_optimizer
-from helpers.training import REMAT_POLICIES, eval_loss, init_state, make_step, make_steps, with_remat
+from helpers.training import (
+    REMAT_POLICIES,
+    eval_group,
+    eval_loss,
+    init_state,
+    loss_fn,
+    make_step,
+    make_steps,
+    with_remat,
+)
 from model import GPT, MODELS, GPTConfig
 
 CONFIG = GPTConfig(block_size=16, vocab_size=30, n_layer=2, n_head=2, n_embd=32)
@@ -207,3 +216,12 @@ def test_any_integer_seeds_a_run():
     assert int(negative["data_seed"]) == 2**32 - 1
     for a, b in zip(jax.tree.leaves(eqx.filter(negative, eqx.is_array)), jax.tree.leaves(eqx.filter(wrapped, eqx.is_array))):
         np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_in_groups_of_batches_is_the_mean_of_each_batchs_loss():
+    assert [eval_group(200, 768), eval_group(20, 4096), eval_group(7, 100), eval_group(9, 10_000)] == [5, 1, 7, 1]
+    model = init_state(CONFIG, make_optimizer(optax.constant_schedule(1e-3), 0.1, 0.9, 0.99, 1.0), seed=0)["model"]
+    x = jax.random.randint(jax.random.key(3), (12, 2, 16), 0, CONFIG.vocab_size)  # 32 tokens a batch: groups of 12
+    one_by_one = np.mean([loss_fn(eqx.nn.inference_mode(model), xb, xb, None) for xb in x])
+    assert eval_group(12, 32) == 12
+    np.testing.assert_allclose(eval_loss(model, x, x), one_by_one, rtol=1e-6)
