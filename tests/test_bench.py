@@ -82,13 +82,15 @@ def test_one_round_reports_one_ratio(capsys):
 
 
 def test_compare_times_both_sides_alternately():
-    out = run_script("bench.py", *TINY_BENCH, "--compare", "--rounds=2").stdout.splitlines()
+    # Against a given peak far below this tiny model's FLOP/s, so that a slow, busy machine still
+    # prints an MFU above the 0.0% its one decimal would round a measured peak's to.
+    out = run_script("bench.py", *TINY_BENCH, "--compare", "--rounds=2", "--peak_flops=1e9").stdout.splitlines()
     sides = [line.split(":")[0].strip() for line in out[1:-1]]
     assert sides == ["jax", "torch", "jax", "torch"]
     jax_ms = [float(re.search(r"([\d.]+) ms/step", line).group(1)) for line in out[1:-1:2]]
     mfu = [float(re.search(r"([\d.]+)% MFU", line).group(1)) for line in out[1:-1:2]]
     scratch = [float(re.search(r"XLA scratch ([\d.,]+) MiB", line).group(1)) for line in out[1:-1:2]]
-    assert all(ms > 0 for ms in jax_ms) and all(0 < m < 100 for m in mfu) and all(s > 0 for s in scratch)
+    assert all(ms > 0 for ms in jax_ms) and all(m > 0 for m in mfu) and all(s > 0 for s in scratch)
     assert re.fullmatch(r"jax / torch speed: [\d.]+x \(median of 2 rounds: [\d.]+x, [\d.]+x\)", out[-1])
 
 
