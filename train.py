@@ -46,8 +46,10 @@ from helpers.gpu_runtime import set_gpu_flags
 from helpers.interrupt import StopRequest, restore_default_ctrl_c, stopped
 from helpers.lock import lock_out_dir
 from helpers.optim import (
+    MUON_COEFFICIENTS,
     OPTIMIZERS,
     describe_groups,
+    newton_schulz_coefficients,
     optimizer_from_settings,
     parameter_groups,
 )
@@ -126,6 +128,7 @@ learning_rate: accepts(above=0) = 1e-3  # peak learning rate (with muon: of the 
 muon_learning_rate: accepts(above=0) = 0.02  # with muon: peak learning rate of the Muon side
 muon_momentum: accepts(low=0, below=1) = 0.95  # with muon: Muon's momentum
 muon_ns_steps: accepts(low=1) = 5  # with muon: Newton-Schulz iterations per update (fewer: cheaper, rougher)
+muon_coefficients: accepts(choices=MUON_COEFFICIENTS) = "quintic"  # with muon: each iteration's polynomial (polar_express: at most 5)
 max_iters: accepts(low=0) = 2500  # optimizer steps in total
 weight_decay: accepts(low=0) = 1e-1  # weight decay, on weight matrices (and with adamw, embeddings) only
 beta1: accepts(low=0, below=1) = 0.9  # AdamW beta1
@@ -166,6 +169,11 @@ def check_settings(settings: dict) -> None:
             # must follow the schedule it started on.
             print(f"note: warmup_iters={settings['warmup_iters']} is longer than this run's max_iters="
                   f"{settings['max_iters']}: the learning rate never reaches learning_rate")
+    if settings["optimizer"] == "muon":
+        try:
+            newton_schulz_coefficients(settings["muon_coefficients"], settings["muon_ns_steps"])
+        except ValueError as error:
+            raise UserError(str(error)) from None
     if settings["process_id"] >= settings["num_processes"]:
         raise UserError(f"process_id={settings['process_id']} must be below num_processes={settings['num_processes']}")
     if int(os.environ.get("JAX_NUM_PROCESSES", settings["num_processes"])) > 1 and not (

@@ -33,7 +33,10 @@ zero_init_residual = True
 
 optimizer = "muon"  # Muon on the blocks' matrices, AdamW on embeddings, head and gains
 muon_learning_rate = 0.04
-muon_ns_steps = 4  # one Newton-Schulz step fewer than optax's default: a cheaper step that still reaches 1.88
+# Three Newton-Schulz steps with Polar Express's polynomials reach the val loss four of the
+# quintic's do, and each step fewer makes every update cheaper.
+muon_coefficients = "polar_express"
+muon_ns_steps = 3
 learning_rate = 6e-3  # the AdamW side
 beta1 = 0.8
 beta2 = 0.95

@@ -25,6 +25,44 @@ OPTIMIZERS = {
 # before (out). Any axis before those, the layer axis of stacked blocks, is a batch axis: each
 # layer's matrix is made orthogonal on its own.
 LINEAR_MATRIX = optax.contrib.MuonDimensionNumbers(reduction_axis=-1, output_axis=-2)
+# How Muon's Newton-Schulz iterations are weighted. Each iteration maps the normalised update X to
+# aX + b(XXᵀ)X + c(XXᵀ)²X, an odd polynomial applied to every singular value at once, each pushing
+# them toward 1; the names are --muon_coefficients' choices.
+MUON_COEFFICIENTS = {
+    "quintic": "one quintic for every iteration, tuned to raise small singular values fast (Muon's own, optax's default)",
+    "polar_express": "a quintic of its own for each of up to 5 iterations (Polar Express): nearer orthogonal after all 5",
+}
+# Polar Express (Amsel, Persson, Musco and Gower, 2025): each iteration's polynomial is the best
+# for the singular values the one before leaves, so that five of them end nearer 1 than five of
+# the quintic. These are the five the GPT-2 speedrun uses. A run of fewer iterations uses the
+# first ones, which leave the smallest singular values further from 1 than as many of the
+# quintic; whether that trains worse is the run's to measure (docs/performance.md).
+POLAR_EXPRESS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+# They were made for an update normalised to a norm of 1.02 rather than 1, so that no singular
+# value starts above 1 after rounding. optax normalises to 1: the first polynomial takes the
+# 1.02 in, as p(x / s) = (a / s) x + (b / s³) x³ + (c / s⁵) x⁵.
+POLAR_EXPRESS_SAFETY = 1.02
+
+
+def newton_schulz_coefficients(name: str, steps: int) -> tuple:
+    """optax's ns_coeffs for `steps` iterations of the named kind: one (a, b, c), or one per
+    iteration."""
+    if name == "quintic":
+        return (3.4445, -4.775, 2.0315)
+    if steps > len(POLAR_EXPRESS):
+        raise ValueError(f"muon_coefficients=polar_express has {len(POLAR_EXPRESS)} iterations, and muon_ns_steps="
+                         f"{steps} asks for more: set muon_ns_steps to at most {len(POLAR_EXPRESS)}")
+    (a, b, c), *rest = POLAR_EXPRESS[:steps]
+    s = POLAR_EXPRESS_SAFETY
+    return ((a / s, b / s**3, c / s**5), *rest)
+
+
 # Norms, whose weights are gains, not matrices, even when stacked layers make them 2-D.
 EQUINOX_NORMS = (eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.GroupNorm)
 
@@ -124,18 +162,20 @@ def describe_groups(groups: dict[str, list]) -> str:
 def make_optimizer(
     schedule: optax.Schedule, weight_decay: float, beta1: float, beta2: float, grad_clip: float,
     muon_schedule: optax.Schedule | None = None, muon_momentum: float = 0.95, muon_ns_steps: int = 5,
+    muon_coefficients: str = "quintic",
 ) -> optax.GradientTransformation:
     """AdamW on every leaf (decaying the matrices only); or, given `muon_schedule`, Muon on the
     blocks' matrices (decayed) and AdamW with `schedule` on the rest (not decayed). optax's Muon
     runs its AdamW side with Nesterov momentum. Each Newton-Schulz step costs three matmuls per
     matrix: on a small model, fewer steps (a rougher orthogonalisation) buy noticeably faster
-    updates."""
+    updates; `muon_coefficients` picks the polynomial each step applies."""
     if muon_schedule is None:
         update = optax.adamw(schedule, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask)
     else:
         update = optax.contrib.muon(muon_schedule, beta=muon_momentum, weight_decay=weight_decay, adam_b1=beta1,
                                     adam_b2=beta2, adam_learning_rate=schedule,
-                                    muon_weight_dimension_numbers=muon_dimensions, ns_steps=muon_ns_steps)
+                                    muon_weight_dimension_numbers=muon_dimensions, ns_steps=muon_ns_steps,
+                                    ns_coeffs=newton_schulz_coefficients(muon_coefficients, muon_ns_steps))
     if grad_clip == 0.0:
         return update
     return optax.chain(optax.clip_by_global_norm(grad_clip), update)
@@ -155,6 +195,7 @@ def optimizer_from_settings(settings: dict) -> tuple[optax.GradientTransformatio
     optimizer = make_optimizer(
         schedule, settings["weight_decay"], settings["beta1"], settings["beta2"], settings["grad_clip"],
         muon_schedule, settings.get("muon_momentum", 0.95), settings.get("muon_ns_steps", 5),
+        settings.get("muon_coefficients", "quintic"),  # checkpoints from before it had the quintic
     )
     if settings.get("skip_nonfinite"):
         # optax skips (and counts) any update whose gradients are not all finite.

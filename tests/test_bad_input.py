@@ -37,6 +37,8 @@ MISTAKES = [
     Mistake("train.py", "n_embd not divisible by n_head", ("--n_embd=33",), "n_embd=33 is not divisible by n_head=2"),
     Mistake("train.py", "an unknown component", ("--mlp=relu",), "unknown mlp 'relu'; valid names: gelu, swiglu, relu2"),
     # Settings that contradict each other.
+    Mistake("train.py", "more Polar Express iterations than it has", ("--optimizer=muon", "--muon_coefficients=polar_express",
+            "--muon_ns_steps=6"), "muon_coefficients=polar_express has 5 iterations, and muon_ns_steps=6 asks for more"),
     Mistake("train.py", "min_lr above learning_rate", ("--min_lr=0.1",),
             "min_lr=0.1 is above learning_rate=0.003: the schedule decays from learning_rate down to min_lr"),
     Mistake("train.py", "a decay that ends before the warm-up does", ("--lr_decay_iters=2",),
