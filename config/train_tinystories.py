@@ -6,7 +6,7 @@
 #   python data/tinystories/prepare.py            # online; or --data_files PATH ... offline
 #   python data/tinystories/prepare.py --vocab_size=gpt2   # GPT-2's tokenizer instead
 # then: python sample.py --out_dir=out-tinystories --num_samples=3
-# On a CPU, config/train_tinystories_cpu.py trains a smaller model on a sample in ten minutes.
+# On a CPU, config/train_tinystories_cpu.py trains a smaller model on a sample in minutes.
 
 out_dir = "out-tinystories"
 eval_interval = 1000

@@ -1,4 +1,4 @@
-# TinyStories on a 2-core CPU in about ten minutes: a 4-layer, 192-wide model with today's
+# TinyStories on a 2-core CPU in minutes: a 4-layer, 192-wide model with today's
 # recipe on the 2,316-story sample, in a 4,096-token BPE trained on it. First:
 #   python data/tinystories/prepare.py --data_files stories.txt   # any local .txt/.jsonl/.parquet
 #   python train.py config/train_tinystories_cpu.py
