@@ -195,7 +195,7 @@ def optimizer_from_settings(settings: dict) -> tuple[optax.GradientTransformatio
     optimizer = make_optimizer(
         schedule, settings["weight_decay"], settings["beta1"], settings["beta2"], settings["grad_clip"],
         muon_schedule, settings.get("muon_momentum", 0.95), settings.get("muon_ns_steps", 5),
-        settings.get("muon_coefficients", "quintic"),  # checkpoints from before it had the quintic
+        settings.get("muon_coefficients", "quintic"),  # checkpoints from before this setting ran the quintic
     )
     if settings.get("skip_nonfinite"):
         # optax skips (and counts) any update whose gradients are not all finite.
@@ -204,13 +204,22 @@ def optimizer_from_settings(settings: dict) -> tuple[optax.GradientTransformatio
 
 
 # The settings that decide the optimizer state's shape, with the values a checkpoint's header
-# implies when it predates them. Resuming with other values needs the state converted.
-STATE_SETTINGS = {"optimizer": "adamw", "grad_clip": 1.0, "skip_nonfinite": False}
+# implies when it predates them. Resuming with other values needs the state converted. Muon's
+# state holds its Newton-Schulz coefficients: one row for the quintic, one per step for Polar Express.
+STATE_SETTINGS = {"optimizer": "adamw", "grad_clip": 1.0, "skip_nonfinite": False, "muon_coefficients": "quintic",
+                  "muon_ns_steps": 5}
 
 
 def saved_state_settings(saved: dict) -> dict:
     """The STATE_SETTINGS a checkpoint's state was made with, from its header's settings."""
     return {name: saved.get(name, default) for name, default in STATE_SETTINGS.items()}
+
+
+def same_layout(a, b) -> bool:
+    """Whether two pytrees have the same structure and arrays of the same shapes and dtypes (an
+    optimizer state read with one's template fits the other)."""
+    return jax.tree.structure(a) == jax.tree.structure(b) and all(
+        (x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
@@ -230,19 +239,18 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
         for child in node.values() if isinstance(node, dict) else node if isinstance(node, (tuple, list)) else ():
             collect(child)
 
-    def alike(a, b) -> bool:
-        return jax.tree.structure(a) == jax.tree.structure(b) and all(
-            (x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-    carried = 0
+    # A piece holds the pieces nested in it: once one of its arrays is placed, neither it nor any
+    # piece around it may be placed again, or two places would hold one array (which a step that
+    # donates its inputs refuses).
+    placed = set()
 
     def fill(node):
-        nonlocal carried
         if is_state(node):
-            match = next((i for i, p in enumerate(pieces) if type(p) is type(node) and alike(p, node)), None)
+            match = next((p for p in pieces if type(p) is type(node) and same_layout(p, node)
+                          and placed.isdisjoint(map(id, jax.tree.leaves(p)))), None)
             if match is not None:
-                carried += len(jax.tree.leaves(pieces[match]))
-                return pieces.pop(match)
+                placed.update(map(id, jax.tree.leaves(match)))
+                return match
             if isinstance(node, optax.ScaleByScheduleState):
                 return node._replace(count=jax.numpy.asarray(iter_num, node.count.dtype))
             return type(node)(*map(fill, node))
@@ -253,4 +261,4 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
         return node
 
     collect(saved)
-    return fill(fresh), carried
+    return fill(fresh), len(placed)

@@ -57,15 +57,15 @@ def resumed_state(ckpt_path: Path, header: dict, config: GPTConfig, settings: di
                   optimizer: optax.GradientTransformation, say: Callable) -> dict:
     """The training state in a checkpoint, with an optimizer state for this run's optimizer:
     read as the checkpoint's optimizer settings shaped it, then, where this run's settings
-    shape it otherwise (another optimizer, clipping or skipping turned on or off), converted,
-    and the conversion announced."""
+    shape it otherwise (another optimizer, clipping or skipping turned on or off, other
+    Newton-Schulz coefficients), converted, and the conversion announced."""
     saved = optim.saved_state_settings(header.get("settings", {}))
     saved_optimizer, _ = optim.optimizer_from_settings(settings | saved)
     # filter_eval_shape builds the state's shapes without computing anything.
     like = eqx.filter_eval_shape(init_state, config, saved_optimizer, settings["seed"])
     state = checkpoint.load(ckpt_path, like)
     wanted = eqx.filter_eval_shape(optimizer.init, eqx.filter(state["model"], eqx.is_array))
-    if jax.tree.structure(wanted) != jax.tree.structure(like["opt_state"]):
+    if not optim.same_layout(wanted, like["opt_state"]):
         fresh = optimizer.init(eqx.filter(state["model"], eqx.is_array))
         state["opt_state"], carried = optim.carried_over(state["opt_state"], fresh, header["iter_num"])
         changes = ", ".join(f"{name} {saved[name]!r} -> {settings[name]!r}" for name in saved

@@ -240,3 +240,26 @@ def test_a_state_for_other_optimizer_settings_keeps_what_fits_and_continues_the_
     assert len(schedules) == 2 and all(int(s.count) == 3 for s in schedules)
     assert carried < len(jax.tree.leaves(converted))
     muon.update(params, converted, params)  # a state this optimizer can use
+
+
+def test_a_state_for_other_newton_schulz_coefficients_holds_each_saved_array_once():
+    import equinox as eqx
+
+    from helpers.optim import carried_over, optimizer_from_settings, same_layout
+
+    settings = dict(learning_rate=1e-3, warmup_iters=2, lr_decay_iters=20, min_lr=1e-4, decay_lr=True,
+                    weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, muon_learning_rate=0.02, optimizer="muon")
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16), key=jax.random.key(0))
+    params = eqx.filter(model, eqx.is_array)
+    quintic, _ = optimizer_from_settings(settings)
+    polar, _ = optimizer_from_settings(settings | dict(muon_coefficients="polar_express", muon_ns_steps=3))
+    # Read back from a file, a state's dicts come in sorted order (the AdamW side before Muon's),
+    # unlike a fresh one's; each side has a schedule whose state is alike.
+    saved = jax.tree.map(lambda x: x, quintic.init(params))
+    fresh = polar.init(params)
+    assert not same_layout(saved, fresh)  # Muon's coefficients: one row against one per step
+    converted, carried = carried_over(saved, fresh, iter_num=3)
+    leaves = jax.tree.leaves(converted)
+    assert same_layout(converted, fresh)
+    assert len({id(leaf) for leaf in leaves}) == len(leaves)  # no saved array in two places
+    assert 0 < carried == len({id(leaf) for leaf in jax.tree.leaves(saved)} & {id(leaf) for leaf in leaves})

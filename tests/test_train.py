@@ -110,6 +110,17 @@ def test_a_run_may_resume_with_its_layers_run_another_way(tmp_path, char_dataset
     assert header["model_config"]["scan_layers"] is False and header["settings"]["remat"] == "none"
 
 
+def test_a_muon_run_may_resume_with_other_newton_schulz_coefficients(tmp_path, char_dataset):
+    out = tmp_path / "run"
+    common = ["--eval_interval=3", "--optimizer=muon"]
+    train(out, char_dataset, "--max_iters=3", *common)
+    resumed = train(out, char_dataset, "--max_iters=6", "--init_from=resume", "--muon_coefficients=polar_express",
+                    "--muon_ns_steps=3", *common)
+    assert "(muon_coefficients 'quintic' -> 'polar_express', muon_ns_steps 5 -> 3): kept what carries over (" \
+        in resumed.stdout
+    assert sorted(losses(out)[0]) == list(range(1, 7))
+
+
 def test_steps_per_call_changes_nothing_but_speed(tmp_path, char_dataset):
     # Evaluations every 5 iterations cut calls of 4 short: the run takes calls of 4 and of 1.
     common = ["--max_iters=10", "--eval_interval=5", "--dropout=0.1", "--gradient_accumulation_steps=2"]
