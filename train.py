@@ -25,13 +25,15 @@ import warnings
 from pathlib import Path
 
 # What --target_loss's time counts from: the process's start, compilation and evaluations
-# included. Kept in the environment, which survives tune_cpu_runtime's restart of the process.
-STARTED = float(os.environ.setdefault("NANOJAXGPT_STARTED", str(time.time())))
+# included. tune_cpu_runtime's restart hands it on in the environment, and it is taken back out
+# at once, so that no process this one starts inherits a start time that is not its own.
+STARTED = float(os.environ.pop("NANOJAXGPT_STARTED", time.time()))
 
 from helpers.cpu_runtime import tune_cpu_runtime
 
 if __name__ == "__main__":
-    tune_cpu_runtime()  # before jax is imported or allocates anything (E402 below)
+    # Before jax is imported or allocates anything (E402 below).
+    tune_cpu_runtime(restart_env={"NANOJAXGPT_STARTED": str(STARTED)})
 
 import jax
 import numpy as np

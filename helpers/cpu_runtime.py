@@ -66,10 +66,12 @@ def jaxlib_knows(flag: str) -> bool:
     return False
 
 
-def tune_cpu_runtime() -> None:
+def tune_cpu_runtime(restart_env: dict[str, str] | None = None) -> None:
     """Apply both settings if jax will run on the CPU; call it before jax is imported.
     May restart the script, with Ctrl-C held back (blocked) across the restart: install your
-    Ctrl-C handler before calling it, as train.py and bench.py do."""
+    Ctrl-C handler before calling it, as train.py and bench.py do. `restart_env` goes into the
+    restarted process's environment alone (train.py's start time, which it takes back out);
+    without a restart the environment stays as it was."""
     # The restarted process (or one that was not restarted) takes a Ctrl-C held back for it now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if not cpu_backend_expected():
@@ -81,7 +83,8 @@ def tune_cpu_runtime() -> None:
         # traceback. Blocked, it waits (the mask and the pending signal survive the exec) until
         # the new process, its handler in place, calls this function again.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES})
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]],
+                  {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES, **(restart_env or {})})
     flags = os.environ.get("XLA_FLAGS", "")
     if YNN_FLAG not in flags and jaxlib_knows(YNN_FLAG):
         os.environ["XLA_FLAGS"] = f"{flags} {NO_YNNPACK}".strip()

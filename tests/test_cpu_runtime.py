@@ -14,8 +14,9 @@ import os, sys
 with open(sys.argv[1], "a") as starts:
     starts.write("start\\n")
 from helpers.cpu_runtime import tune_cpu_runtime
-tune_cpu_runtime()
-print(os.environ.get("GLIBC_TUNABLES"), "|", os.environ.get("XLA_FLAGS"), "|", sys.argv[2])
+tune_cpu_runtime(restart_env={"HANDED_ON": "by the first start"})
+print(os.environ.get("GLIBC_TUNABLES"), "|", os.environ.get("XLA_FLAGS"), "|", sys.argv[2], "|",
+      os.environ.get("HANDED_ON"))
 """
 COUNT_FLAG = "--xla_force_host_platform_device_count=8"
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="glibc's huge pages are a Linux setting")
@@ -45,15 +46,16 @@ def fake_packages(tmp_path, files: dict[str, bytes]) -> Path:
 
 @linux_only
 def test_restarts_once_with_both_settings_and_the_same_arguments(tmp_path):
-    (tunables, flags, argument), starts = run(tmp_path, {"XLA_FLAGS": COUNT_FLAG})
-    assert starts == 2 and tunables == HUGE_PAGES and argument == "an argument"
+    (tunables, flags, argument, handed_on), starts = run(tmp_path, {"XLA_FLAGS": COUNT_FLAG})
+    assert starts == 2 and tunables == HUGE_PAGES and argument == "an argument" and handed_on == "by the first start"
     assert flags == f"{COUNT_FLAG} {NO_YNNPACK}"
 
 
 def test_leaves_what_the_user_set(tmp_path):
     mine = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"}
-    (tunables, flags, _), starts = run(tmp_path, mine)
+    (tunables, flags, _, handed_on), starts = run(tmp_path, mine)
     assert (tunables, flags, starts) == (mine["GLIBC_TUNABLES"], mine["XLA_FLAGS"], 1)
+    assert handed_on == "None"  # no restart: the process's environment stays its own
 
 
 @pytest.mark.parametrize("platforms, plugin", [
@@ -68,7 +70,7 @@ def test_leaves_what_the_user_set(tmp_path):
         "jax_plugins"])
 def test_does_nothing_when_jax_will_run_on_an_accelerator(tmp_path, platforms, plugin):
     packages = fake_packages(tmp_path, {plugin: b""}) if plugin else None
-    (tunables, flags, _), starts = run(tmp_path, {**platforms, "XLA_FLAGS": COUNT_FLAG}, packages)
+    (tunables, flags, *_), starts = run(tmp_path, {**platforms, "XLA_FLAGS": COUNT_FLAG}, packages)
     assert (tunables, flags, starts) == ("None", COUNT_FLAG, 1)
 
 
@@ -77,7 +79,7 @@ def test_does_nothing_when_jax_will_run_on_an_accelerator(tmp_path, platforms, p
                                        {"JAX_PLATFORM_NAME": "CPU"}], ids=["cpu", "cpu,cuda", "NAME=CPU"])
 def test_tunes_when_the_cpu_is_asked_for_though_an_accelerator_is_installed(tmp_path, platforms):
     packages = fake_packages(tmp_path, {"jax_cuda12_plugin/__init__.py": b""})
-    (tunables, flags, _), starts = run(tmp_path, platforms, packages)
+    (tunables, flags, *_), starts = run(tmp_path, platforms, packages)
     assert (tunables, flags, starts) == (HUGE_PAGES, NO_YNNPACK, 2)
 
 
@@ -93,6 +95,6 @@ def test_adds_the_flag_only_if_jaxlib_knows_it(tmp_path, library, knows):
     contents = b"\x7fELF other flags: xla_dump_to xla_cpu_use_thunk_runtime "
     packages = fake_packages(tmp_path, {"jaxlib/__init__.py": b"", "jaxlib/empty.so": b"",
                                         library: contents + (YNN_FLAG.encode() if knows else b"")})
-    (tunables, flags, _), starts = run(tmp_path, {"XLA_FLAGS": COUNT_FLAG}, packages)
+    (tunables, flags, *_), starts = run(tmp_path, {"XLA_FLAGS": COUNT_FLAG}, packages)
     assert (tunables, starts) == (HUGE_PAGES, 2)  # huge pages either way
     assert flags == (f"{COUNT_FLAG} {NO_YNNPACK}" if knows else COUNT_FLAG)

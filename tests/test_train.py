@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import math
 import os
@@ -53,6 +54,14 @@ def test_short_run_learns_and_logs(tmp_path, char_dataset):
     assert [part for part in order if part in split] == list(split)
     assert {"compiling the step", "training"} <= set(split)
     assert abs(sum(map(float, split.values())) - float(total)) <= 0.05 * len(order)
+
+
+def test_loading_train_leaves_no_start_time_for_later_runs():
+    # A start time left in the environment would be inherited by every run started after it
+    # (these tests' own), and their times to a target would count from the wrong moment.
+    spec = importlib.util.spec_from_file_location("train_loaded_here", ROOT / "train.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert "NANOJAXGPT_STARTED" not in os.environ
 
 
 def test_a_run_keeps_its_compiled_programs_for_the_next(tmp_path, char_dataset):
