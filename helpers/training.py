@@ -283,6 +283,9 @@ def eval_loss(
     (`eval_group`): the mean of the batches' losses, as one at a time would give."""
     model = eqx.nn.inference_mode(model)
     group = eval_group(x.shape[0], x.shape[1] * x.shape[2])
-    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype, "none", fast_path, loss_chunk),
+    # A group is one batch to the loss's chunks (lax.map vmaps the loss over it), so each batch
+    # gets its share of the logits budget.
+    chunk = max(1, loss_chunk // group) if loss_chunk else 0
+    losses = jax.lax.map(lambda batch: loss_fn(model, *batch, None, compute_dtype, "none", fast_path, chunk),
                          (x, y), batch_size=group if group > 1 else None)
     return losses.mean()

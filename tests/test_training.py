@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import equinox as eqx
 import jax
@@ -6,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jaxprs import equations
 
 from helpers.optim import lr_schedule, make_optimizer
 from helpers.training import (
@@ -225,3 +227,11 @@ def test_evaluation_in_groups_of_batches_is_the_mean_of_each_batchs_loss():
     one_by_one = np.mean([loss_fn(eqx.nn.inference_mode(model), xb, xb, None) for xb in x])
     assert eval_group(12, 32) == 12
     np.testing.assert_allclose(eval_loss(model, x, x), one_by_one, rtol=1e-6)
+    # The loss's budget of logits holds for the whole group: here four positions of each of the
+    # group's 24 sequences at a time, not the whole 16 of each.
+    budget = 12 * 2 * 4 * CONFIG.vocab_size
+    logits = [math.prod(v.aval.shape) for eqn in equations(lambda x: eval_loss(model, x, x, loss_chunk=budget), x,
+                                                          name="dot_general")
+              for v in eqn.outvars if v.aval.shape[-1] == CONFIG.vocab_size]
+    assert max(logits) == budget
+    np.testing.assert_allclose(eval_loss(model, x, x, loss_chunk=budget), one_by_one, rtol=1e-6)
