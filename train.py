@@ -21,7 +21,6 @@ if __name__ == "__main__":
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 
 # What --target_loss's time counts from: the process's start, compilation and evaluations
@@ -63,6 +62,7 @@ from helpers.training import (
     DTYPE_CHOICES,
     REMAT_POLICIES,
     check_remat,
+    compile_ahead,
     compute_dtype,
     eval_loss,
     make_steps,
@@ -291,8 +291,8 @@ def target_reached(losses: dict, bits_per_byte: dict) -> tuple[str, float, float
 @memory_is_the_users("lower batch_size (gradient_accumulation_steps keeps the tokens per step), block_size or "
                      "the model's size, or recompute layers with --remat=dots and --scan_layers=True")
 def main():
-    split = TimeSplit(STARTED)
-    split.charge("start-up (Python and imports)")
+    time_split = TimeSplit(STARTED)
+    time_split.charge("start-up (Python and imports)")
     settings = configure(globals(), preset=archs.preset_settings, models=True, listing=registries.describe)
     check_settings(settings)
     if gpu_flags:
@@ -327,19 +327,11 @@ def main():
     batches = Batches(data_dir, meta, config, batch_size, int(state["data_seed"]), device_mesh)
     tokens_per_iter = gradient_accumulation_steps * batches.rows * config.block_size
     flops_per_iter, peak = describe_run(log, config, model, tokens_per_iter, dtype_used)
-    split.charge("setup (data and model)")
-
-    def compile_once(part: str, function, *args) -> None:
-        """Compile `function` for `args` ahead of its first call, which then reuses the program,
-        so that compiling is timed on its own."""
-        with warnings.catch_warnings():  # the integer batches cannot be donated; the calls say nothing of it either
-            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-            function.lower(*args).compile()
-        split.charge(part)
+    time_split.charge("setup (data and model)")
 
     def finish() -> None:
-        split.charge("the end (log and picture)")
-        log.say(f"time: {split}")
+        time_split.charge("the log and its picture")
+        log.say(f"time: {time_split}")
 
     def save(best: bool):
         """ckpt.eqx is the latest state (what resume continues); best.eqx the best one."""
@@ -359,9 +351,9 @@ def main():
         nonlocal best_val_loss
         if iter_num > start_iter:
             jax.block_until_ready(model)  # the steps under way count as training
-            split.charge("training")
+            time_split.charge("training")
         losses, bits_per_byte = evaluate(model, batches, meta, iter_num, dtype_used)
-        split.charge("evaluating")
+        time_split.charge("evaluating")
         seconds = time.time() - STARTED  # before the saving and drawing that follow
         if not all(math.isfinite(v) for v in losses.values()):
             log.evaluation(iter_num, losses, bits_per_byte)
@@ -370,14 +362,16 @@ def main():
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > 0 and not eval_only and (improved or always_save_checkpoint):  # a score changes no checkpoint
             save(best=improved)
-            split.charge("saving")
+            time_split.charge("saving")
         log.evaluation(iter_num, losses, bits_per_byte)  # after the save: the log and its picture cannot cost it
         if reached := target_reached(losses, bits_per_byte):
             log.target_reached(iter_num, seconds, *reached)
+        time_split.charge("the log and its picture")
         return reached is not None
 
-    compile_once("compiling the evaluation", eval_loss, model, *batches.evaluation("val", iter_num, eval_iters),
-                 dtype_used, cpu_fast_path, loss_chunk)
+    compile_ahead(eval_loss, model, *batches.evaluation("val", iter_num, eval_iters), dtype_used, cpu_fast_path,
+                  loss_chunk)
+    time_split.charge("compiling the evaluation")
     if eval_only or (iter_num == 0 and eval_at_start):
         if evaluate_and_save() or eval_only:
             return finish()
@@ -393,9 +387,11 @@ def main():
         count = steps_per_call if before_pause >= steps_per_call else 1
         return count, batches.train(first, count, gradient_accumulation_steps)
 
-    count, (x, y) = next_call(iter_num)
-    compile_once("compiling the step", make_steps, model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer,
-                 dtype_used, remat, cpu_fast_path, loss_chunk)
+    if iter_num < max_iters:  # --max_iters=0 trains nothing, so compiles no step
+        count, (x, y) = next_call(iter_num)
+        compile_ahead(make_steps, model, opt_state, x, y, dropout_key, np.int32(iter_num), optimizer, dtype_used, remat,
+                      cpu_fast_path, loss_chunk)
+        time_split.charge("compiling the step")
     log.restart_clock(iter_num)
     while iter_num < max_iters:
         model, opt_state, losses = make_steps(

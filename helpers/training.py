@@ -1,6 +1,7 @@
 """The compiled pieces of training: the loss, one optimizer step, and evaluation; and the
 training state a run starts from and a checkpoint holds."""
 
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -259,6 +260,14 @@ def make_steps(
     iterations = first_iter + jnp.arange(x.shape[0])
     (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), (x, y, iterations))
     return eqx.combine(params, static), opt_state, losses
+
+
+def compile_ahead(function, *args):
+    """`function` (filter_jit's) compiled for `args` ahead of its first call, which then reuses
+    the program, so that compiling can be timed on its own."""
+    with warnings.catch_warnings():  # the integer batches cannot be donated; the calls say nothing of it either
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+        return function.lower(*args).compile()
 
 
 # Evaluation batches run a few at a time, up to this many tokens: a small batch's matmuls alone

@@ -46,6 +46,8 @@ ROWS = [
     Mistake("bench.py", "the GPU suite where jax has no GPU", ("--suite=gpu",),
             "--suite=gpu measures an NVIDIA GPU, and jax has none here", "jax runs on the CPU"),
     Mistake("bench.py", "an unknown suite", ("--suite=tpu",), "unknown suite 'tpu'; valid names: gpu"),
+    Mistake("bench.py", "the GPU flags for the whole suite", ("--suite=gpu", "--gpu_flags=True"),
+            "--suite sets the GPU flags row by row (its rows with them are named so): drop --gpu_flags"),
 ]
 CTRL_C = Mistake("bench.py", "Ctrl-C while starting", ("--steps=100000",), "bench.py: stopped by Ctrl-C",
                  "Ctrl-C 0.3 s after the launch, while it restarts itself or imports")

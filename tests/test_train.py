@@ -50,7 +50,7 @@ def test_short_run_learns_and_logs(tmp_path, char_dataset):
     total, parts = re.fullmatch(r"time: ([\d.]+) s: (.*)", result.stdout.splitlines()[-1]).groups()
     split = dict(re.fullmatch(r"(.+) ([\d.]+) s", part).groups() for part in parts.split(", "))
     order = ["start-up (Python and imports)", "setup (data and model)", "compiling the evaluation",
-             "evaluating", "compiling the step", "training", "saving", "the end (log and picture)"]
+             "evaluating", "the log and its picture", "compiling the step", "training", "saving"]
     assert [part for part in order if part in split] == list(split)
     assert {"compiling the step", "training"} <= set(split)
     assert abs(sum(map(float, split.values())) - float(total)) <= 0.05 * len(order)
