@@ -184,17 +184,19 @@ def check_settings(settings: dict) -> None:
                         "in every process; on one machine, one process uses every device: drop --num_processes")
 
 
-def make_out_dir(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"out_dir {out} is a file: pass a directory to --out_dir")
+def make_folder(setting: str, path: str) -> Path:
+    """The folder the setting names (`~` expanded), made with its parents if missing; a file in
+    its place or a folder this process cannot write is refused in one line."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{setting} {folder} is a file: pass a directory to --{setting}")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create out_dir {out} ({error.strerror or error}): pass a writable --out_dir") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"out_dir {out} is not writable: pass a writable --out_dir")
-    return out
+        raise UserError(f"cannot create {setting} {folder} ({error.strerror or error}): pass a writable --{setting}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{setting} {folder} is not writable: pass a writable --{setting}")
+    return folder
 
 
 def claim_out_dir(out: Path, main_process: bool) -> None:
@@ -298,12 +300,12 @@ def main():
     if gpu_flags:
         set_gpu_flags()  # before anything starts jax's backend, which reads the flags once
     if compile_cache and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # the environment's choice wins
-        use_compile_cache(Path(compile_cache).expanduser())
+        use_compile_cache(make_folder("compile_cache", compile_cache))
     start_processes(settings)
     device_mesh = sharding.make_mesh(mesh)
     # Only process 0 talks and writes; every process computes.
     main_process = jax.process_index() == 0
-    out = make_out_dir(out_dir)
+    out = make_folder("out_dir", out_dir)
     ckpt_path = out / "ckpt.eqx"
     lock = lock_out_dir(out) if main_process else None  # noqa: F841 (held until the process ends)
     claim_out_dir(out, main_process)

@@ -53,6 +53,8 @@ MISTAKES = [
     Mistake("train.py", "out_dir that is a file", ("--out_dir=A_FILE",), "is a file: pass a directory to --out_dir"),
     Mistake("train.py", "out_dir that cannot be made", ("--out_dir=READ_ONLY/run",),
             "cannot create out_dir", "the parent folder is read-only"),
+    Mistake("train.py", "a compilation cache that is a file", ("--compile_cache=A_FILE",),
+            "is a file: pass a directory to --compile_cache", "JAX_COMPILATION_CACHE_DIR is not set"),
     Mistake("train.py", "a log that cannot be written", ("--init_from=resume",),
             "log.jsonl (Permission denied): make it writable", "out_dir/log.jsonl is read-only"),
     Mistake("train.py", "missing dataset folder", ("--dataset=/nowhere/at/all",),
@@ -141,6 +143,8 @@ def damaged(setup: str, tmp_path, char_dataset, trained, monkeypatch) -> tuple:
             raise PermissionError(errno.EACCES, "Permission denied")
 
         monkeypatch.setattr("pathlib.Path.mkdir", read_only_parent)
+    elif setup == "JAX_COMPILATION_CACHE_DIR is not set":  # the tests' own cache (conftest.py) would win
+        monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
     elif setup == "out_dir/log.jsonl is read-only":
         def read_only(path, mode="r", *args, **kwargs):
             if str(path).endswith("log.jsonl") and mode != "r":
