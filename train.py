@@ -146,7 +146,7 @@ mesh = ""  # device mesh: "" puts every device on the data axis; e.g. data:8, fs
 coordinator_address = ""  # multi-host: host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)
 num_processes: accepts(low=1) = 1  # multi-host: processes in all (or env JAX_NUM_PROCESSES)
 process_id: accepts(low=0) = 0  # multi-host: this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
-skip_nonfinite = False  # skip updates whose gradients are NaN or infinite instead of stopping
+skip_nonfinite = False  # skip updates whose gradients are NaN or infinite instead of stopping (a skipped update leaves the optimizer state, its learning-rate schedule too, as it was)
 # system
 dtype: accepts(choices=DTYPE_CHOICES) = "auto"  # compute dtype; auto: bfloat16 on a GPU or TPU, float32 on a CPU
 seed = 1337  # seeds the model init, dropout and the order of batches

@@ -227,8 +227,9 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
     `fresh` (this run's optimizer.init) with each piece of `saved` that is the same kind of state
     over the same arrays put in its place, so Adam's moments survive turning clipping or
     skipping on or off. Pieces without a match start afresh, except that a learning-rate
-    schedule's step count continues at `iter_num`. Returns the state and how many of its arrays
-    came from `saved`."""
+    schedule's step count continues where the saved schedules stood (behind `iter_num` by the
+    updates skip_nonfinite skipped; at `iter_num` if the saved state has no schedule). Returns
+    the state, how many of its arrays came from `saved`, and that step."""
     # optax's states are NamedTuples (ScaleByAdamState, ...), nested in tuples and dicts.
     is_state = lambda node: isinstance(node, tuple) and hasattr(node, "_fields")  # noqa: E731
     pieces = []
@@ -252,7 +253,7 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
                 placed.update(map(id, jax.tree.leaves(match)))
                 return match
             if isinstance(node, optax.ScaleByScheduleState):
-                return node._replace(count=jax.numpy.asarray(iter_num, node.count.dtype))
+                return node._replace(count=jax.numpy.asarray(step, node.count.dtype))
             return type(node)(*map(fill, node))
         if isinstance(node, dict):
             return {key: fill(child) for key, child in node.items()}
@@ -261,4 +262,5 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
         return node
 
     collect(saved)
-    return fill(fresh), len(placed)
+    step = next((int(p.count) for p in pieces if isinstance(p, optax.ScaleByScheduleState)), iter_num)
+    return fill(fresh), len(placed), step

@@ -67,12 +67,17 @@ def resumed_state(ckpt_path: Path, header: dict, config: GPTConfig, settings: di
     wanted = eqx.filter_eval_shape(optimizer.init, eqx.filter(state["model"], eqx.is_array))
     if not optim.same_layout(wanted, like["opt_state"]):
         fresh = optimizer.init(eqx.filter(state["model"], eqx.is_array))
-        state["opt_state"], carried = optim.carried_over(state["opt_state"], fresh, header["iter_num"])
+        iter_num = header["iter_num"]
+        state["opt_state"], carried, step = optim.carried_over(state["opt_state"], fresh, iter_num)
+        muon = "muon" in (saved["optimizer"], settings["optimizer"])  # else Muon's settings shape nothing
         changes = ", ".join(f"{name} {saved[name]!r} -> {settings[name]!r}" for name in saved
-                            if saved[name] != settings[name])
-        say(f"the optimizer state in {ckpt_path} was made for other settings ({changes}): kept what carries "
-            f"over ({carried} of {len(jax.tree.leaves(fresh))} arrays), started the rest afresh; the learning-rate "
-            f"schedule continues at iteration {header['iter_num']}")
+                            if saved[name] != settings[name] and (muon or not name.startswith("muon_")))
+        total = len(jax.tree.leaves(fresh))
+        kept = (f"kept all {total} of its arrays" if carried == total else
+                f"kept what carries over ({carried} of {total} arrays), started the rest afresh")
+        behind = f", {iter_num - step} skipped updates behind iteration {iter_num}" if step != iter_num else ""
+        say(f"the optimizer state in {ckpt_path} was made for other settings ({changes}): {kept}; the "
+            f"learning-rate schedule continues at its step {step}{behind}")
     return state
 
 
@@ -92,6 +97,10 @@ def starting_state(settings: dict, meta: dict, optimizer: optax.GradientTransfor
                             f"dataset {settings['dataset']} uses {tokenizer_name(meta)}: {fix}, or train a new model")
         config = continued_config(checkpoint_config(header, ckpt_path), settings, str(ckpt_path), say)
         state = resumed_state(ckpt_path, header, config, settings, optimizer, say)
+        saved_seed = header.get("settings", {}).get("seed", settings["seed"])
+        if settings["seed"] != saved_seed:  # the batches' order and the dropout keys come from the checkpoint
+            say(f"continuing with the random state the checkpoint holds (seed {saved_seed}): seed={settings['seed']} "
+                "applies to new runs")
         # The file holds the dropout rate the model trained with (a float beside the arrays).
         state["model"] = with_dropout(state["model"], config.dropout)
         say(f"resuming from {ckpt_path} at iteration {header['iter_num']}")

@@ -53,6 +53,8 @@ MISTAKES = [
     Mistake("train.py", "out_dir that is a file", ("--out_dir=A_FILE",), "is a file: pass a directory to --out_dir"),
     Mistake("train.py", "out_dir that cannot be made", ("--out_dir=READ_ONLY/run",),
             "cannot create out_dir", "the parent folder is read-only"),
+    Mistake("train.py", "resuming where only best.eqx is left", ("--init_from=resume",),
+            "best.eqx is there: copy it to ckpt.eqx to go on from it", "only best.eqx is left"),
     Mistake("train.py", "a compilation cache that is a file", ("--compile_cache=A_FILE",),
             "is a file: pass a directory to --compile_cache", "JAX_COMPILATION_CACHE_DIR is not set"),
     Mistake("train.py", "a log that cannot be written", ("--init_from=resume",),
@@ -124,10 +126,12 @@ def damaged(setup: str, tmp_path, char_dataset, trained, monkeypatch) -> tuple:
             (data / "meta.json").write_text(json.dumps(meta | {"vocab_size": meta["vocab_size"] + 1,
                                                                "chars": meta["chars"] + "\x01"}))
     if setup in ("out_dir holds a run's checkpoints", "another vocabulary", "truncate", "garble", "ckpt.eqx is a folder",
-                 "the header loses model_config", "out_dir/log.jsonl is read-only"):
+                 "the header loses model_config", "out_dir/log.jsonl is read-only", "only best.eqx is left"):
         shutil.copytree(trained, out)
     ckpt = out / "ckpt.eqx"
-    if setup == "truncate":
+    if setup == "only best.eqx is left":
+        ckpt.unlink()
+    elif setup == "truncate":
         ckpt.write_bytes(ckpt.read_bytes()[:-1000])
     elif setup == "garble":
         ckpt.write_bytes(b"\x00garbage" + ckpt.read_bytes()[8:])

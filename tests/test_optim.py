@@ -224,20 +224,21 @@ def test_a_state_for_other_optimizer_settings_keeps_what_fits_and_continues_the_
     for change in (dict(skip_nonfinite=True), dict(grad_clip=0.0)):
         optimizer, _ = optimizer_from_settings(settings | change)
         fresh = optimizer.init(params)
-        converted, carried = carried_over(state, fresh, iter_num=3)
+        converted, carried, step = carried_over(state, fresh, iter_num=3)
         assert jax.tree.structure(converted) == jax.tree.structure(fresh)
-        assert carried == len(jax.tree.leaves(state))
+        assert carried == len(jax.tree.leaves(state)) and step == 3
         kept = [s for s in jax.tree.leaves(converted, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
                 if isinstance(s, optax.ScaleByAdamState)][0]
         for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(adam)):
             np.testing.assert_array_equal(a, b)
 
-    # Another optimizer: its own state, fresh, except that each schedule goes on at iteration 3.
+    # Another optimizer: its own state, fresh, except that each schedule goes on where the saved
+    # one stood: 3 updates, at iteration 5 had skip_nonfinite skipped two.
     muon, _ = optimizer_from_settings(settings | {"optimizer": "muon"})
-    converted, carried = carried_over(state, muon.init(params), iter_num=3)
+    converted, carried, step = carried_over(state, muon.init(params), iter_num=5)
     schedules = [s for s in jax.tree.leaves(converted, is_leaf=lambda s: isinstance(s, optax.ScaleByScheduleState))
                  if isinstance(s, optax.ScaleByScheduleState)]
-    assert len(schedules) == 2 and all(int(s.count) == 3 for s in schedules)
+    assert step == 3 and len(schedules) == 2 and all(int(s.count) == 3 for s in schedules)
     assert carried < len(jax.tree.leaves(converted))
     muon.update(params, converted, params)  # a state this optimizer can use
 
@@ -258,7 +259,7 @@ def test_a_state_for_other_newton_schulz_coefficients_holds_each_saved_array_onc
     saved = jax.tree.map(lambda x: x, quintic.init(params))
     fresh = polar.init(params)
     assert not same_layout(saved, fresh)  # Muon's coefficients: one row against one per step
-    converted, carried = carried_over(saved, fresh, iter_num=3)
+    converted, carried, _ = carried_over(saved, fresh, iter_num=3)
     leaves = jax.tree.leaves(converted)
     assert same_layout(converted, fresh)
     assert len({id(leaf) for leaf in leaves}) == len(leaves)  # no saved array in two places
