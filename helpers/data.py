@@ -7,6 +7,7 @@ together at the end: a dataset folder holds one prepare's whole output, or the o
 """
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import numpy as np
 
 from helpers.errors import UserError
 from helpers.interrupt import exit_on_ctrl_c
+from helpers.lock import lock_dataset_dir
 from helpers.tokenizer import CharTokenizer, prepare_command, read_dataset_json, tokenizer_from_meta
 
 
@@ -105,8 +107,10 @@ def get_batch(
 
 class NewDataset:
     """A dataset being written: its files go to a hidden folder inside out_dir, and done()
-    moves them into place together, meta.json last. A prepare that stops before then (a
-    mistake, a crash, Ctrl-C) leaves out_dir's previous dataset whole, never half replaced.
+    moves them into place together, meta.json last, then removes the previous dataset's files
+    that the new one has not (a tokenizer.json beside GPT-2's tokens would mislead a reader). A
+    prepare that stops before then (a mistake, a crash, Ctrl-C) leaves out_dir's previous
+    dataset whole, never half replaced; a second prepare into a folder in use is refused.
     `source` names where the text came from, for the messages.
 
         with NewDataset(out_dir, "--input=book.txt") as new:
@@ -115,6 +119,7 @@ class NewDataset:
     """
 
     MIN_SPLIT_TOKENS = 2  # one input and its target
+    FILES = ("train.bin", "val.bin", "meta.json", "tokenizer.json")  # what a dataset may hold
 
     def __init__(self, out_dir: Path, source: str):
         self.out_dir, self.source = Path(out_dir), source
@@ -124,9 +129,16 @@ class NewDataset:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise UserError(f"--out_dir={self.out_dir} is a file: give a folder (a new one, or a dataset's)")
         try:
-            shutil.rmtree(self.folder, ignore_errors=True)  # left by a prepare stopped midway
-            self.folder.mkdir(parents=True)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
+            raise UserError(f"cannot write to --out_dir={self.out_dir} ({error.strerror}): "
+                            "give a folder you can write to") from None
+        self.lock = lock_dataset_dir(self.out_dir)  # held until __exit__
+        try:
+            shutil.rmtree(self.folder, ignore_errors=True)  # left by a prepare stopped midway
+            self.folder.mkdir()
+        except OSError as error:
+            os.close(self.lock)
             raise UserError(f"cannot write to --out_dir={self.out_dir} ({error.strerror}): "
                             "give a folder you can write to") from None
         return self
@@ -147,12 +159,18 @@ class NewDataset:
                 os.replace(self.folder / name, self.out_dir / name)
         finally:
             signal.signal(signal.SIGINT, previous)
+        for name in set(self.FILES) - set(names):
+            (self.out_dir / name).unlink(missing_ok=True)
 
     def __exit__(self, kind, error, traceback) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-        if isinstance(error, OSError):  # a full disk, a folder gone: the user's to fix, in one line
-            raise UserError(f"could not write the dataset to {self.out_dir} ({error.strerror or error}): free some "
-                            "space or pass another --out_dir; the dataset it held before is whole") from None
+        os.close(self.lock)
+        # A full disk, a folder gone: the user's to fix, in one line. Other errors (a download
+        # that failed, say) are not about writing, and say so themselves.
+        if isinstance(error, OSError) and (error.errno == errno.ENOSPC or error.filename is not None):
+            space = "free some space or " if error.errno == errno.ENOSPC else ""
+            raise UserError(f"could not write the dataset to {self.out_dir} ({error.strerror or error}): {space}"
+                            "pass another --out_dir; the dataset it held before is whole") from None
 
 
 def write_char_dataset(text: str, out_dir: Path, val_fraction: float = 0.1, source: str = "the text") -> dict:
@@ -190,7 +208,7 @@ def bytes_per_token(meta: dict, split: str) -> float | None:
 def read_text(path: Path, name: str) -> str:
     """A text file the user gave (`name` says how, e.g. --input=PATH), decoded as UTF-8."""
     try:
-        return path.read_bytes().decode()
+        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark at the start is not text
     except OSError as error:
         raise UserError(f"cannot read {name} ({error.strerror}): give a file you can read") from None
     except UnicodeDecodeError as error:

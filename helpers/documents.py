@@ -10,6 +10,7 @@ straight into the .bin memmap batch by batch, so memory stays flat however large
 
 import argparse
 import contextlib
+import math
 import os
 import time
 from pathlib import Path
@@ -23,16 +24,24 @@ from helpers.errors import UserError
 from helpers.tokenizer import EOT, BPETokenizer, CharTokenizer, GPT2Tokenizer, TiktokenTokenizer
 
 BATCH = 1024  # documents per encoding batch
+MAX_VOCAB_SIZE = 2**32  # token ids go to .bin files as 32-bit unsigned integers at most
 
 
 def read_local(paths: list[Path]):
     """A Hugging Face Dataset with a "text" column from local files: .txt (documents separated
     by <|endoftext|>), .json / .jsonl (one object per document, with a "text" field) or
-    .parquet (a "text" column). Formats can be mixed."""
+    .parquet (a "text" column). Formats can be mixed. Documents without text (empty, blank or
+    null) are left out, and a file named twice is refused: its documents would be split twice,
+    and a copy of one could land in train and another in val."""
     import datasets
 
+    if len({path.resolve() for path in paths}) < len(paths):
+        twice = next(path for i, path in enumerate(paths) if path.resolve() in {p.resolve() for p in paths[:i]})
+        raise UserError(f"--data_files names {twice} twice: its documents would be in both splits; give each file once")
     parts = []
     for path in paths:
+        if path.is_dir():
+            raise UserError(f"--data_files {path} is a folder: give the files in it")
         if not path.is_file():
             raise UserError(f"--data_files {path} does not exist")
         if path.stat().st_size == 0:
@@ -46,6 +55,14 @@ def read_local(paths: list[Path]):
             parts.append(load_local(path, builder))
         else:
             raise UserError(f"--data_files {path} is not .txt, .json, .jsonl or .parquet")
+        held = len(parts[-1])
+        with datasets_quiet():
+            parts[-1] = parts[-1].filter(lambda batch: [bool(text and text.strip()) for text in batch["text"]],
+                                         batched=True)
+            # A parquet file may hold large strings and the others plain ones: one type, to concatenate.
+            parts[-1] = parts[-1].cast_column("text", datasets.Value("string"))
+        if len(parts[-1]) < held:
+            print(f"note: left out {held - len(parts[-1]):,} documents of {path} without text (empty, blank or null)")
     return datasets.concatenate_datasets(parts)
 
 
@@ -68,6 +85,10 @@ def load_local(path: Path, builder: str):
     if getattr(column, "dtype", None) not in ("string", "large_string"):
         raise UserError(f"{path}'s 'text' field holds {getattr(column, 'dtype', column)}, not strings: "
                         "give each document's text as a string")
+    try:  # pyarrow takes a .json's strings as the bytes they are, UTF-8 or not
+        part.data.column("text").validate(full=True)
+    except pyarrow.ArrowInvalid:
+        raise UserError(f"--data_files {path} is not UTF-8 text: give UTF-8 files") from None
     return part.select_columns(["text"])
 
 
@@ -106,9 +127,15 @@ def split(dataset, val_fraction: float, seed: int) -> tuple:
         if "validation" in dataset:
             return dataset["train"], dataset["validation"]
         dataset = dataset["train"]
+    if len(dataset) == 0:
+        raise UserError("the files hold no text: give files that hold documents")
     if len(dataset) < 2:
         raise UserError(f"the text holds {len(dataset)} document(s), and a train/val split needs two or more: "
                         "separate documents with <|endoftext|> in a .txt, or give one per row or line")
+    val = math.ceil(len(dataset) * val_fraction)  # as datasets rounds it
+    if val >= len(dataset):
+        raise UserError(f"--val_fraction={val_fraction} of {len(dataset)} documents leaves none to train on: "
+                        "give a smaller --val_fraction or more documents")
     parts = dataset.train_test_split(test_size=val_fraction, seed=seed)
     return parts["train"], parts["test"]
 
@@ -133,8 +160,6 @@ def choose_tokenizer(vocab_size: str, reuse: Path | None, train) -> TiktokenToke
         return tokenizer
     if vocab_size == "gpt2":
         return GPT2Tokenizer()
-    if not vocab_size.isdigit():
-        raise UserError(f"--vocab_size must be a number of tokens or gpt2, got {vocab_size!r}")
     tokenizer = BPETokenizer.train(texts(train, "training the tokenizer"), int(vocab_size))
     if tokenizer.vocab_size < int(vocab_size):
         print(f"note: the text ran out of pairs to merge at {tokenizer.vocab_size} tokens ({vocab_size} asked)")
@@ -170,6 +195,12 @@ def prepare(dataset, out_dir: Path, val_fraction: float, seed: int, threads: int
             reuse: Path | None = None) -> dict:
     """Choose or train the tokenizer, then encode, split and write train.bin, val.bin and
     meta.json (with tokenizer.json for a BPE of our own); returns the figures."""
+    if reuse is None and vocab_size != "gpt2":  # checked before the slow steps
+        if not (vocab_size.isascii() and vocab_size.isdigit()):
+            raise UserError(f"--vocab_size must be a number of tokens or gpt2, got {vocab_size!r}")
+        if int(vocab_size) > MAX_VOCAB_SIZE:
+            raise UserError(f"--vocab_size must be at most {MAX_VOCAB_SIZE:,} (token ids are stored in 32 bits), "
+                            f"got {vocab_size}")
     parts = dict(zip(("train", "val"), split(dataset, val_fraction, seed)))
     for name, part in parts.items():
         if len(part) == 0:
@@ -221,12 +252,18 @@ def prepare_script(description: str, hub_name: str, here: Path, val_fraction: fl
     parser.add_argument("--data_files", type=Path, nargs="+", help="local .txt/.json/.jsonl/.parquet files")
     parser.add_argument("--val_fraction", type=fraction, default=val_fraction,
                         help="the share held out when the data has no validation split")
-    parser.add_argument("--seed", type=int, default=seed, help="the seed of that split")
+    parser.add_argument("--seed", type=int, default=seed, help="the seed of that split (0 or more)")
     parser.add_argument("--threads", type=count, default=os.cpu_count(), help="encoding threads")
-    parser.add_argument("--vocab_size", default=vocab_size,
-                        help="train a BPE of this many tokens on the training split, or gpt2: GPT-2's own")
+    parser.add_argument("--vocab_size",
+                        help=f"train a BPE of this many tokens on the training split, or gpt2: GPT-2's own "
+                             f"(default: {vocab_size})")
     parser.add_argument("--tokenizer", type=Path,
                         help="reuse the tokenizer of a dataset folder or a checkpoint (.eqx or out_dir) instead")
     args = parser.parse()
+    if args.seed < 0:  # the split's random generator takes none
+        raise UserError(f"--seed must be at least 0, got {args.seed}")
+    if args.tokenizer is not None and args.vocab_size is not None:
+        raise UserError("--tokenizer reuses a tokenizer, which has its own vocabulary: drop --vocab_size")
+    args.vocab_size = args.vocab_size or vocab_size
     dataset = read_local(args.data_files) if args.data_files else load_hub(hub_name)
     prepare(dataset, args.out_dir, args.val_fraction, args.seed, args.threads, args.vocab_size, args.tokenizer)

@@ -1,4 +1,5 @@
-"""One training run per out_dir: a second launch into a folder in use refuses, naming the first.
+"""One training run per out_dir, one prepare per dataset folder: a second launch into a folder in
+use refuses (a training run's names the first).
 
 Two runs in one folder would overwrite each other's checkpoints and interleave their logs. The
 guard is an advisory lock (flock) on out_dir/lock: the kernel releases it when its process
@@ -34,4 +35,17 @@ def lock_out_dir(out: Path) -> IO:
     handle.truncate(0)
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
+    return handle
+
+
+def lock_dataset_dir(folder: Path) -> int:
+    """Lock the folder itself (a prepare's dataset folder holds no lock file) until the returned
+    descriptor is closed: two prepares at once would leave one's bins beside the other's meta.json."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise UserError(f"{folder} is being written by another prepare: wait for it to end, or pass another "
+                        "--out_dir") from None
     return handle

@@ -1,5 +1,6 @@
 import errno
 import json
+import os
 import re
 
 import jax
@@ -140,6 +141,30 @@ def test_a_write_that_fails_midway_leaves_the_previous_dataset_whole(tmp_path, m
     with pytest.raises(UserError, match="No space left on device.*the dataset it held before is whole"):
         write_char_dataset("A new text, with another vocabulary!\n" * 100, tmp_path)
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # and no partial files
+    # An error that is not about writing (a download, say) is not called a write that failed.
+    with pytest.raises(ConnectionError), data.NewDataset(tmp_path, "the text"):
+        raise ConnectionError("the network is unreachable")
     monkeypatch.undo()
     meta = write_char_dataset("A new text, with another vocabulary!\n" * 100, tmp_path)
     assert read_meta(tmp_path) == meta and sorted(path.name for path in tmp_path.iterdir()) == sorted(before)
+
+
+def test_a_new_dataset_replaces_the_old_ones_files_and_one_prepare_writes_at_a_time(tmp_path):
+    from helpers.lock import lock_dataset_dir
+
+    write_char_dataset("an old text\n" * 50, tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{}")  # as an earlier BPE dataset left it
+    write_char_dataset("a new text\n" * 50, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["meta.json", "train.bin", "val.bin"]
+    held = lock_dataset_dir(tmp_path)  # another prepare, writing
+    try:
+        with pytest.raises(UserError, match="is being written by another prepare"):
+            write_char_dataset("a third text\n" * 50, tmp_path)
+    finally:
+        os.close(held)
+    assert read_meta(tmp_path)["vocab_size"] == len(set("a new text\n"))
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    (tmp_path / "bom.txt").write_bytes("\ufeffOnce upon a time".encode())
+    assert data.read_text(tmp_path / "bom.txt", "--input") == "Once upon a time"

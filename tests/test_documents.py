@@ -60,6 +60,19 @@ def test_split_is_seeded_and_keeps_a_datasets_own_validation():
         split(docs.select(range(1)), 0.1, seed=3)
 
 
+def test_documents_without_text_are_left_out_and_large_strings_mix_with_the_rest(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.jsonl").write_text('{"text": "kept"}\n{"text": ""}\n{"text": " \\n"}\n{"text": null}\n{}\n')
+    assert read_local([tmp_path / "a.jsonl"])["text"] == ["kept"]
+    assert "left out 4 documents of" in capsys.readouterr().out
+    # pandas writes its strings as large strings, which datasets would not concatenate with plain ones.
+    pq.write_table(pa.table({"text": pa.array(["from parquet"], pa.large_string())}), tmp_path / "b.parquet")
+    (tmp_path / "c.txt").write_text("from text")
+    assert sorted(read_local([tmp_path / "b.parquet", tmp_path / "c.txt"])["text"]) == ["from parquet", "from text"]
+
+
 def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         read_local([tmp_path / "missing.txt"])

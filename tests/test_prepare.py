@@ -58,6 +58,23 @@ MISTAKES = [
             "empty.txt is empty"),
     Mistake(STORIES, "a 'text' field that is not text", ("--data_files", "numbers.jsonl"),
             "numbers.jsonl's 'text' field holds int64, not strings", 'numbers.jsonl holds {"text": 5}'),
+    Mistake(STORIES, "a data file named twice", ("--data_files", "book.txt", "./book.txt"),
+            "--data_files names book.txt twice: its documents would be in both splits"),
+    Mistake(STORIES, "a folder as a data file", ("--data_files", "stories"), "--data_files stories is a folder",
+            "stories/ is a folder"),
+    Mistake(STORIES, "data files without text", ("--data_files", "blank.jsonl"), "the files hold no text",
+            "blank.jsonl holds empty, blank and null texts"),
+    Mistake(STORIES, "a .jsonl data file not UTF-8", ("--data_files", "latin1.jsonl"),
+            "--data_files latin1.jsonl is not UTF-8 text: give UTF-8 files", "latin1.jsonl is Latin-1"),
+    Mistake(STORIES, "a --val_fraction that leaves nothing to train on", ("--data_files", "two.txt", "--val_fraction=0.6"),
+            "--val_fraction=0.6 of 2 documents leaves none to train on", "two.txt holds two stories"),
+    Mistake(STORIES, "a negative --seed", ("--data_files", "book.txt", "--seed=-1"), "--seed must be at least 0, got -1"),
+    Mistake(STORIES, "a --vocab_size in other digits", ("--data_files", "book.txt", "--vocab_size=\u00b2"),
+            "--vocab_size must be a number of tokens or gpt2, got '\u00b2'"),
+    Mistake(STORIES, "a --vocab_size beyond 32-bit token ids", ("--data_files", "book.txt", "--vocab_size=4294967297"),
+            "--vocab_size must be at most 4,294,967,296"),
+    Mistake(STORIES, "a --tokenizer with a --vocab_size", ("--data_files", "book.txt", "--tokenizer=out", "--vocab_size=300"),
+            "--tokenizer reuses a tokenizer, which has its own vocabulary: drop --vocab_size"),
     Mistake(DOCS, "an option it does not have", ("--input=book.txt",), "unrecognized arguments: --input=book.txt"),
 ]
 
@@ -74,6 +91,11 @@ SETUP = {
     "stories.json is cut short": lambda monkeypatch: Path("stories.json").write_text('[{"text": "Once upon a time'),
     "stories.txt is an image": lambda monkeypatch: Path("stories.txt").write_bytes(PNG),
     'numbers.jsonl holds {"text": 5}': lambda monkeypatch: Path("numbers.jsonl").write_text('{"text": 5}\n'),
+    "stories/ is a folder": lambda monkeypatch: Path("stories").mkdir(),
+    "blank.jsonl holds empty, blank and null texts": lambda monkeypatch: Path("blank.jsonl").write_text(
+        '{"text": ""}\n{"text": "  \\n"}\n{"text": null}\n'),
+    "latin1.jsonl is Latin-1": lambda monkeypatch: Path("latin1.jsonl").write_bytes('{"text": "caf\u00e9"}\n'.encode("latin-1")),
+    "two.txt holds two stories": lambda monkeypatch: Path("two.txt").write_text(f"One story.\n<|endoftext|>\nAnother.\n"),
 }
 
 
