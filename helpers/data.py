@@ -62,6 +62,10 @@ def read_meta(data_dir: Path) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("vocab_size"), int) or meta["vocab_size"] < 1:
         raise UserError(f"{path} has no vocab_size (the JSON object prepare.py writes has one): "
                         f"run {prepare_command(data_dir)} to remake it")
+    needed = {"char": "chars", "bpe": "tokenizer_sha256"}.get(meta.get("tokenizer"))
+    if needed is not None and needed not in meta:
+        raise UserError(f"{path} names tokenizer {meta['tokenizer']!r} but holds no {needed!r}, which that tokenizer "
+                        f"needs: run {prepare_command(data_dir)} to remake it")
     return meta
 
 

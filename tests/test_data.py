@@ -22,6 +22,8 @@ MISTAKES = [
     Mistake("train.py", "meta.json without vocab_size", (), "meta.json has no vocab_size",
             "meta.json lacks vocab_size"),
     Mistake("train.py", "meta.json that is a JSON list", (), "meta.json has no vocab_size", "meta.json holds [65]"),
+    Mistake("train.py", "meta.json of characters without them", (),
+            "names tokenizer 'char' but holds no 'chars', which that tokenizer needs", "meta.json loses chars"),
 ]
 DAMAGE = {
     "train.bin is empty": lambda folder: (folder / "train.bin").write_bytes(b""),
@@ -30,6 +32,8 @@ DAMAGE = {
     "meta.json is cut short": lambda folder: (folder / "meta.json").write_text('{"tokenizer": "char", "voc'),
     "meta.json lacks vocab_size": lambda folder: (folder / "meta.json").write_text('{"tokenizer": "char"}'),
     "meta.json holds [65]": lambda folder: (folder / "meta.json").write_text("[65]"),
+    "meta.json loses chars": lambda folder: (folder / "meta.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((folder / "meta.json").read_text()).items() if k != "chars"})),
 }
 
 
