@@ -35,11 +35,11 @@ def read_local(paths: list[Path]):
     and a copy of one could land in train and another in val."""
     import datasets
 
-    if len({path.resolve() for path in paths}) < len(paths):
-        twice = next(path for i, path in enumerate(paths) if path.resolve() in {p.resolve() for p in paths[:i]})
-        raise UserError(f"--data_files names {twice} twice: its documents would be in both splits; give each file once")
-    parts = []
+    parts, seen = [], set()
     for path in paths:
+        if path.resolve() in seen:
+            raise UserError(f"--data_files names {path} twice: its documents would be in both splits; give each file once")
+        seen.add(path.resolve())
         if path.is_dir():
             raise UserError(f"--data_files {path} is a folder: give the files in it")
         if not path.is_file():
