@@ -61,6 +61,13 @@ def check_settings() -> None:
         raise UserError(f"seed must fit in 64 bits (between -2**63 and 2**63 - 1), got {seed}")
 
 
+def seed_key(seed: int):
+    """The random key of a 64-bit seed. jax.random.key takes 32 bits here (no jax_enable_x64),
+    so the high half is folded in: seeds 1 and 2**32 + 1 give different samples."""
+    key = jax.random.key(seed % 2**32)
+    return jax.random.fold_in(key, (seed >> 32) % 2**32) if seed >> 32 else key
+
+
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     """text up to the first stop string (excluded), and whether one was found."""
     ends = [i for i in (text.find(s) for s in stops) if i >= 0]
@@ -71,7 +78,7 @@ class Streamer:
     """Prints one sample's text as its tokens arrive, never a stop string or what follows it.
 
     Text that could still turn into a stop string (a prefix of one at the end) waits until
-    the next token decides; so does an incomplete multi-byte character.
+    the next token decides, or `finish` at the end; so does an incomplete multi-byte character.
     """
 
     def __init__(self, tokenizer, stops: tuple[str, ...]):
@@ -94,6 +101,11 @@ class Streamer:
             # only its latest tokens, not everything from the start, at each step.
             self.tokens, self.printed = [], 0
 
+    def finish(self) -> None:
+        """The end of the sample: what was held back is the sample's, unless a stop string came."""
+        if not self.stopped:
+            sys.stdout.write(cut_at_stop(self.tokenizer.decode(self.tokens), self.stops)[0][self.printed :])
+
     def pending(self, text: str) -> int:
         """How many characters at the end of `text` must wait."""
         held = len(text) - len(text.rstrip("\ufffd"))
@@ -105,6 +117,26 @@ class Streamer:
         return held
 
 
+class StopWatch:
+    """Whether every sample has come to a stop string yet, asked after each chunk of tokens: a
+    batch ends when all have, not at max_new_tokens. Only each row's latest tokens are decoded
+    (enough for the longest stop string, and the new ones), so a long generation does not
+    decode everything again at every chunk."""
+
+    def __init__(self, tokenizer, stops: tuple[str, ...], rows: int):
+        self.tokenizer, self.stops = tokenizer, stops
+        self.tail = 4 * max(map(len, stops))  # a character is at most four tokens (its UTF-8 bytes)
+        self.recent = [[] for _ in range(rows)]
+        self.stopped = [False] * rows
+
+    def __call__(self, new_tokens: np.ndarray) -> bool:
+        for row, tokens in enumerate(new_tokens.tolist()):
+            recent = self.recent[row] + tokens
+            self.stopped[row] |= cut_at_stop(self.tokenizer.decode(recent), self.stops)[1]
+            self.recent[row] = recent[-self.tail :]
+        return all(self.stopped)
+
+
 def read_prompt(text: str) -> str:
     """The prompt: `text` itself, or the text of the file it names as FILE:path."""
     if not text.startswith("FILE:"):
@@ -113,7 +145,7 @@ def read_prompt(text: str) -> str:
     if not name:
         raise UserError("--start=FILE: names no file: write --start=FILE:path/to/prompt.txt")
     try:
-        return Path(name).read_text(encoding="utf-8")
+        return Path(name).expanduser().read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"prompt file {name} does not exist") from None
     except IsADirectoryError:
@@ -137,6 +169,10 @@ def main():
         tokenizer = run_tokenizer(header)
     else:
         model, tokenizer = hf.load_gpt2(hf.resolve(init_from)), GPT2Tokenizer()
+    if tokenizer.vocab_size > model.config.vocab_size:  # its ids would be clamped into the model's: garbage
+        raise UserError(f"the model has a vocabulary of {model.config.vocab_size} tokens, fewer than its tokenizer's "
+                        f"{tokenizer.vocab_size}: it was trained with another tokenizer"
+                        + (" (a Hugging Face directory is read with GPT-2's)" if init_from != "resume" else ""))
     # A GPT-2-tokenised model starts a document after end-of-text and ends it at the next one.
     eot = getattr(tokenizer, "eot", None)
     stops = stop + ((EOT,) if eot is not None else ())
@@ -150,15 +186,18 @@ def main():
         raise UserError(f"the prompt has {len(prompt)} tokens but the model sees at most "
                         f"{model.config.block_size} (its block_size): shorten it")
 
-    settings = {"key": jax.random.key(seed), "num_samples": num_samples, "temperature": temperature,
+    settings = {"key": seed_key(seed), "num_samples": num_samples, "temperature": temperature,
                 "top_k": top_k or None, "top_p": top_p, "stop_token": eot, "vocab_size": tokenizer.vocab_size}
     if num_samples == 1:
         sys.stdout.write(text)
-        generate(model, prompt, max_new_tokens, **settings, on_token=Streamer(tokenizer, stops))
+        streamer = Streamer(tokenizer, stops)
+        generate(model, prompt, max_new_tokens, **settings, on_token=streamer, until=lambda _: streamer.stopped)
+        streamer.finish()
         sys.stdout.write("\n---------------\n")
         return
     with memory_is_the_users("lower num_samples: the samples are generated together, as one batch"):
-        samples = generate(model, prompt, max_new_tokens, **settings)
+        samples = generate(model, prompt, max_new_tokens, **settings,
+                           until=StopWatch(tokenizer, stops, num_samples) if stops else None)
     for sample in samples:
         new_text, _ = cut_at_stop(tokenizer.decode(sample), stops)
         sys.stdout.write(text + new_text + "\n---------------\n")

@@ -27,6 +27,7 @@ do). A cache that cannot be rewound so (a recurrent state) says `cache_rewinds =
 class, and its prompts are prefilled at their exact length instead (one compilation per length).
 """
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -46,14 +47,16 @@ MIN_BUCKET = 16  # prompts are padded to a power of two at least this long
 CHUNK = 32
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float) -> None:
+def check_sampling(max_new_tokens: int, num_samples: int, temperature: float, top_k: int | None,
+                   top_p: float) -> None:
     """Reject settings that cannot sample, saying what is accepted."""
-    if max_new_tokens <= 0:
-        raise UserError(f"max_new_tokens must be positive, got {max_new_tokens}")
-    if temperature < 0:
-        raise UserError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k must be at least 1 (or None for no limit), got {top_k}")
+    for name, value in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+            raise UserError(f"{name} must be a positive whole number, got {value!r}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise UserError(f"temperature must be >= 0 (0 is greedy) and finite, got {temperature}")
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise UserError(f"top_k must be a whole number, at least 1 (or None for no limit), got {top_k!r}")
     if not 0.0 < top_p <= 1.0:
         raise UserError(f"top_p must be in (0, 1], got {top_p}")
 
@@ -227,6 +230,7 @@ def generate(
     vocab_size: int | None = None,
     on_token: Callable[[np.ndarray], None] | None = None,
     on_logits: Callable[[np.ndarray], None] | None = None,
+    until: Callable[[np.ndarray], bool] | None = None,
 ) -> list[list[int]]:
     """num_samples continuations of `prompt` (token ids), generated together as one batch.
 
@@ -235,11 +239,19 @@ def generate(
     beyond it: only ids below it are generated (default: every id the model has). on_token,
     if given, is called with each step's (num_samples,) new tokens as they are produced (for
     streaming to a terminal); on_logits with the (num_samples, V) logits each is drawn from
-    (check.py compares them with the cache-less model's). The same key gives the same samples.
+    (check.py compares them with the cache-less model's). `until`, if given, is asked after
+    each chunk of tokens, with its (num_samples, n) new tokens: True ends the generation there
+    (sample.py's stop strings, which only the text shows). The same key gives the same samples.
     """
-    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    check_sampling(max_new_tokens, num_samples, temperature, top_k, top_p)
     if not len(prompt):
         raise UserError("the prompt is empty: give at least one token")
+    vocabulary = model.config.vocab_size
+    if vocab_size is not None and not 1 <= vocab_size <= vocabulary:
+        raise UserError(f"vocab_size must be between 1 and the model's {vocabulary}, got {vocab_size}")
+    if not 0 <= min(prompt) <= max(prompt) < vocabulary:  # the embedding would clamp an id beyond it, silently
+        raise UserError(f"the prompt holds token ids from {min(prompt)} to {max(prompt)}, and the model's run "
+                        f"from 0 to {vocabulary - 1}")
     model = eqx.nn.inference_mode(model)
     block_size = model.config.block_size
     check_window(block_size)
@@ -257,6 +269,8 @@ def generate(
         steps = int(state.steps)
         chunks.append(np.asarray(state.new)[:, :steps])
         left -= steps
+        if until is not None and until(chunks[-1]):
+            break
     return [_until(row.tolist(), stop_token) for row in np.concatenate(chunks, axis=1)]
 
 

@@ -1,4 +1,5 @@
 import contextlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import pytest
 
 from helpers import generation
 from helpers.errors import UserError
-from helpers.generation import generate, generate_without_cache, sample_next
+from helpers.generation import CHUNK, generate, generate_without_cache, sample_next
 from model import GPT, GPTConfig
 
 CONFIG = GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=2, n_embd=32, mlp="gelu")
@@ -122,16 +123,30 @@ def test_stop_token_ends_the_sample_and_on_token_streams():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_new_tokens": 0}, "max_new_tokens must be positive"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be a positive whole number, got 0"),
+    ({"max_new_tokens": 2.5}, "max_new_tokens must be a positive whole number, got 2.5"),  # it looped for ever
+    ({"num_samples": 0}, "num_samples must be a positive whole number, got 0"),
     ({"top_p": 0.0}, "top_p must be in"),
     ({"top_p": 1.5}, "top_p must be in"),
-    ({"top_k": 0}, "top_k must be at least 1"),
+    ({"top_k": 0}, "top_k must be a whole number, at least 1"),
+    ({"top_k": 2.5}, "top_k must be a whole number, at least 1"),
     ({"temperature": -1.0}, "temperature must be >= 0"),
+    ({"temperature": float("nan")}, "temperature must be >= 0 (0 is greedy) and finite, got nan"),
+    ({"vocab_size": 0}, "vocab_size must be between 1 and the model's 50, got 0"),
+    ({"prompt": [1, 50]}, "the prompt holds token ids from 1 to 50, and the model's run from 0 to 49"),
+    ({"prompt": [-1, 2]}, "the prompt holds token ids from -1 to 2"),
 ])
 def test_bad_settings_are_rejected(kwargs, message):
-    settings = dict(max_new_tokens=5, key=jax.random.key(0)) | kwargs
-    with pytest.raises(UserError, match=message):
-        generate(MODEL, PROMPT, **settings)
+    settings = dict(prompt=PROMPT, max_new_tokens=5, key=jax.random.key(0)) | kwargs
+    with pytest.raises(UserError, match=re.escape(message)):
+        generate(MODEL, **settings)
+
+
+def test_until_ends_the_generation_after_the_chunk_that_asks():
+    asked = []
+    rows = generate(MODEL, PROMPT, 5 * CHUNK, key=jax.random.key(0), num_samples=2,
+                    until=lambda new: asked.append(new.shape) or len(asked) == 2)
+    assert asked == [(2, CHUNK), (2, CHUNK)] and [len(row) for row in rows] == [2 * CHUNK] * 2
 
 
 def test_a_padded_head_never_generates_a_padding_id():

@@ -1,17 +1,21 @@
 """sample.py: reproducible batches, streaming and stop strings; every mistake one line; Ctrl-C at
 any moment."""
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
-from conftest import PNG, TINY, assert_one_line, launch, refuse, run_main, run_script, stopped
+from conftest import PNG, ROOT, TINY, assert_one_line, launch, refuse, run_main, run_script, stopped
 from mistakes import Mistake
 
 from helpers import generation
 from helpers.interrupt import EXIT_CODE
 from helpers.tokenizer import CharTokenizer
-from sample import Streamer, cut_at_stop
+from sample import StopWatch, Streamer, cut_at_stop, seed_key
 
 # Made in a folder whose out/ holds a finished tiny run (sample.py's default out_dir).
 ROWS = [
@@ -102,6 +106,38 @@ def test_streamer_holds_back_what_may_become_a_stop_string(capsys):
         streamer([tokenizer.index[ch]])
     assert capsys.readouterr().out == "" and streamer.stopped
     assert cut_at_stop("xxENDyyEND", ("END", "yy")) == ("xx", True)
+    # A sample that ends without its stop string: what was held back is printed at the end.
+    streamer = Streamer(tokenizer, ("cd",))
+    for ch in "abc":
+        streamer([tokenizer.index[ch]])
+    streamer.finish()
+    assert capsys.readouterr().out == "abc"
+
+
+def test_a_batch_ends_once_every_sample_has_come_to_a_stop_string():
+    tokenizer = CharTokenizer("abcd")
+    watch = StopWatch(tokenizer, ("cd",), rows=2)
+    chunk = lambda *rows: np.array([[tokenizer.index[ch] for ch in row] for row in rows])  # noqa: E731
+    assert not watch(chunk("ac", "bc"))
+    assert not watch(chunk("db", "bb"))  # the first row's stop string spans two chunks
+    assert watch(chunk("aa", "cd"))
+
+
+def test_a_stop_string_ends_the_generation_not_only_the_printing(run_dir):
+    # Without the stop, a hundred million tokens would take hours: the run ends within the timeout.
+    base = ("sample.py", f"--out_dir={run_dir}", "--start=the ", "--max_new_tokens=60", "--temperature=0")
+    generated = run_script(*base).stdout.split("\n---------------")[0][len("the "):]
+    stop = generated[3:5]
+    for samples in ("--num_samples=1", "--num_samples=2"):
+        result = subprocess.run([sys.executable, *base, "--max_new_tokens=100000000", f"--stop={stop}", samples],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+        assert result.stdout.startswith("the " + generated[: generated.index(stop)] + "\n---------------")
+
+
+def test_every_seed_of_64_bits_has_a_key_of_its_own():
+    data = lambda seed: tuple(jax.random.key_data(seed_key(seed)).tolist())  # noqa: E731
+    assert data(5) == tuple(jax.random.key_data(jax.random.key(5)).tolist())  # 32-bit seeds as jax takes them
+    assert len({data(s) for s in (1, 2**32 + 1, -1, 2**32 - 1, 2**63 - 1, -(2**63))}) == 6
 
 
 @pytest.mark.parametrize("mistake", ROWS, ids=lambda m: m.id)
@@ -125,6 +161,17 @@ def test_ctrl_c_while_starting(run_dir):
     result = stopped(proc)
     assert_one_line(result, CTRL_C_STARTING.prints, EXIT_CODE)
     assert result.stdout == ""
+
+
+def test_a_model_whose_vocabulary_its_tokenizer_overflows_is_refused(tmp_path):
+    from test_hf import random_hf_model
+
+    # A character model exported to Hugging Face's format: read back with GPT-2's tokenizer, whose
+    # ids the model's 65 rows would silently clamp.
+    random_hf_model(dict(n_layer=1, n_head=2, n_embd=16, n_positions=32, vocab_size=65)).save_pretrained(
+        tmp_path, safe_serialization=True)
+    assert_one_line(run_main("sample.py", f"--init_from={tmp_path}", "--max_new_tokens=5"),
+                    "the model has a vocabulary of 65 tokens, fewer than its tokenizer's 50257")
 
 
 def test_sample_from_an_hf_directory(tmp_path):
