@@ -71,7 +71,7 @@ def read_header(path: Path) -> dict:
         best = path.with_name("best.eqx")
         if path.name == "ckpt.eqx" and best.exists():  # the latest is gone, the best is not
             raise CheckpointError(f"no checkpoint at {path}, but {best} is there: copy it to {path.name} to go on "
-                                  "from it")
+                                  "training from it (sample.py samples it with --checkpoint=best.eqx)")
         raise CheckpointError(f"no checkpoint at {path}: train first, or point --out_dir at one")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file: point --out_dir at the run's folder, "

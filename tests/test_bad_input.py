@@ -54,7 +54,8 @@ MISTAKES = [
     Mistake("train.py", "out_dir that cannot be made", ("--out_dir=READ_ONLY/run",),
             "cannot create out_dir", "the parent folder is read-only"),
     Mistake("train.py", "resuming where only best.eqx is left", ("--init_from=resume",),
-            "best.eqx is there: copy it to ckpt.eqx to go on from it", "only best.eqx is left"),
+            "best.eqx is there: copy it to ckpt.eqx to go on training from it (sample.py samples it with "
+            "--checkpoint=best.eqx)", "only best.eqx is left"),
     Mistake("train.py", "a compilation cache that is a file", ("--compile_cache=A_FILE",),
             "is a file: pass a directory to --compile_cache", "JAX_COMPILATION_CACHE_DIR is not set"),
     Mistake("train.py", "a log that cannot be written", ("--init_from=resume",),
