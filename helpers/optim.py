@@ -222,7 +222,7 @@ def same_layout(a, b) -> bool:
         (x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
+def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int, int]:
     """A state for this run's optimizer, made from a checkpoint's state for other STATE_SETTINGS:
     `fresh` (this run's optimizer.init) with each piece of `saved` that is the same kind of state
     over the same arrays put in its place, so Adam's moments survive turning clipping or
@@ -240,6 +240,9 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
         for child in node.values() if isinstance(node, dict) else node if isinstance(node, (tuple, list)) else ():
             collect(child)
 
+    collect(saved)
+    # A skipped update does not advance a schedule's count: the saved count, not iter_num, is where it stands.
+    step = next((int(p.count) for p in pieces if isinstance(p, optax.ScaleByScheduleState)), iter_num)
     # A piece holds the pieces nested in it: once one of its arrays is placed, neither it nor any
     # piece around it may be placed again, or two places would hold one array (which a step that
     # donates its inputs refuses).
@@ -261,6 +264,4 @@ def carried_over(saved, fresh, iter_num: int) -> tuple[optax.OptState, int]:
             return type(node)(map(fill, node))
         return node
 
-    collect(saved)
-    step = next((int(p.count) for p in pieces if isinstance(p, optax.ScaleByScheduleState)), iter_num)
     return fill(fresh), len(placed), step
